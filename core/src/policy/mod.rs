@@ -1,0 +1,39 @@
+//! Every accept / refuse decision, as pure functions of the configuration,
+//! the mailbox directory and the client. Each refusal carries a
+//! [`RefuseReason`](crate::refusal::RefuseReason) that is logged.
+
+mod recipient;
+
+pub use recipient::{check_recipient, Destination};
+
+use std::net::IpAddr;
+
+/// Which kind of listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Mail exchange (port 25 style): anyone may send to our domains.
+    Smtp,
+    /// Message submission (RFC 6409): authentication required before MAIL.
+    Submission,
+}
+
+impl ListenerKind {
+    /// Returns the name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Smtp => "smtp",
+            Self::Submission => "submission",
+        }
+    }
+}
+
+/// What policy knows about the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// The client's IP address.
+    pub ip: IpAddr,
+    /// The listener it connected to.
+    pub listener: ListenerKind,
+    /// Whether it authenticated (SMTP AUTH; the seam for a later change).
+    pub authenticated: bool,
+}

@@ -1,0 +1,190 @@
+//! One handler per command (RFC 5321 §4.1.1), with the sequencing rules of
+//! §4.1.4 and the reply codes of §4.3.2.
+
+use std::time::Instant;
+
+use crate::message::{received_header, ReceivedInfo};
+use crate::policy::{check_recipient, Client, ListenerKind};
+use crate::refusal::RefuseReason;
+use crate::smtp::address::ReversePath;
+use crate::smtp::command::{Command, MailParams};
+use crate::smtp::parse::parse_command;
+use crate::smtp::reply::{replies, Enhanced, Reply};
+use crate::time::UnixTime;
+
+use super::data::DataReceiver;
+use super::{CloseReason, Envelope, Event, Recipient, Session, State};
+
+impl Session {
+    /// Runs one complete command line.
+    pub(super) fn dispatch(&mut self, now: Instant, line: &[u8]) {
+        let cmd = match parse_command(line) {
+            Ok(cmd) => cmd,
+            Err(e) => return self.refuse("command", RefuseReason::Syntax(e)),
+        };
+        match cmd {
+            Command::Helo(name) => self.helo(name, false),
+            Command::Ehlo(name) => self.helo(name, true),
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to } => self.rcpt(to),
+            Command::Data => self.data(),
+            Command::Rset => {
+                self.tx = None;
+                self.reply(&replies::OK);
+            }
+            Command::Noop => self.reply(&replies::OK),
+            Command::Quit => self.quit(),
+            Command::Vrfy(_) => self.reply(&replies::VRFY_CANNOT),
+            Command::Expn(_) => {
+                // Lists are never expanded: harvesting defence (RFC 5321 §3.5.2).
+                let reply = replies::EXPN_DISABLED;
+                self.reply(&reply);
+                self.events.push_back(Event::Refused {
+                    stage: "expn",
+                    code: reply.code,
+                    reason: RefuseReason::NotImplemented("EXPN".into()),
+                });
+            }
+            Command::Help(_) => self.reply(&replies::HELP),
+            Command::NotImplemented(verb) => {
+                let verb = verb.to_ascii_uppercase();
+                self.refuse("command", RefuseReason::NotImplemented(verb));
+            }
+        }
+        let _ = now;
+    }
+
+    /// HELO / EHLO (§4.1.1.1): the name is recorded, never checked against
+    /// DNS (RFC 1123 §5.2.5). Either one resets the transaction.
+    fn helo(&mut self, name: &str, extended: bool) {
+        self.tx = None;
+        self.helo = Some((name.to_owned(), extended));
+        self.events.push_back(Event::Helo {
+            name: name.to_owned(),
+            extended,
+        });
+        let host = &self.cfg.hostname;
+        let text = if extended {
+            format!(
+                "{host}\nPIPELINING\nSIZE {}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nHELP",
+                self.cfg.limits.max_message_size
+            )
+        } else {
+            host.clone()
+        };
+        self.reply(&Reply::new(250, None, text));
+    }
+
+    /// MAIL FROM (§4.1.1.2): starts a transaction.
+    fn mail(&mut self, from: ReversePath, params: MailParams) {
+        let Some((helo, extended)) = self.helo.clone() else {
+            return self.refuse("mail", RefuseReason::BadSequence("send HELO or EHLO first"));
+        };
+        if self.tx.is_some() {
+            return self.refuse("mail", RefuseReason::BadSequence("nested MAIL command"));
+        }
+        if self.peer.listener == ListenerKind::Submission && !self.authenticated {
+            return self.refuse("mail", RefuseReason::AuthRequired);
+        }
+        let limit = self.cfg.limits.max_message_size;
+        if let Some(declared) = params.size.filter(|&s| s > limit) {
+            return self.refuse("mail", RefuseReason::DeclaredSizeTooLarge { declared, limit });
+        }
+        self.events.push_back(Event::Mail {
+            from: from.to_string(),
+        });
+        self.tx = Some(Envelope {
+            helo,
+            extended,
+            client_ip: self.peer.remote.ip(),
+            from,
+            params,
+            recipients: Vec::new(),
+        });
+        self.reply(&replies::SENDER_OK);
+    }
+
+    /// RCPT TO (§4.1.1.3): one recipient, decided by policy now, so that an
+    /// unknown user is refused here and never bounced later.
+    fn rcpt(&mut self, to: crate::smtp::address::ForwardPath) {
+        let Some(tx) = &self.tx else {
+            return self.refuse("rcpt", RefuseReason::BadSequence("need MAIL before RCPT"));
+        };
+        let max = self.cfg.limits.max_recipients;
+        if tx.recipients.len() >= max {
+            return self.refuse("rcpt", RefuseReason::TooManyRecipients(max));
+        }
+        let client = Client {
+            ip: self.peer.remote.ip(),
+            listener: self.peer.listener,
+            authenticated: self.authenticated,
+        };
+        let destination = match check_recipient(&self.cfg, &self.dir, &client, &to) {
+            Ok(d) => d,
+            Err(reason) => return self.refuse("rcpt", reason),
+        };
+        self.events.push_back(Event::Rcpt {
+            to: to.to_string(),
+            destination: destination.clone(),
+        });
+        if let Some(tx) = &mut self.tx {
+            tx.recipients.push(Recipient { path: to, destination });
+        }
+        self.reply(&replies::RECIPIENT_OK);
+    }
+
+    /// DATA (§4.1.1.4): asks the front end for a spool file first.
+    fn data(&mut self) {
+        let Some(tx) = &self.tx else {
+            return self.refuse("data", RefuseReason::BadSequence("need MAIL before DATA"));
+        };
+        if tx.recipients.is_empty() {
+            return self.refuse("data", RefuseReason::NoValidRecipients);
+        }
+        self.state = State::AwaitDataStart;
+        self.events.push_back(Event::DataStart);
+    }
+
+    /// The spool is open: 354, then the Received header leads the body.
+    pub(super) fn start_data(&mut self, now: Instant, queue_id: String, date: UnixTime) {
+        if let Some(tx) = &self.tx {
+            let single = match tx.recipients.as_slice() {
+                [only] => Some(only.path.to_string()),
+                _ => None,
+            };
+            let header = received_header(&ReceivedInfo {
+                helo: &tx.helo,
+                client_ip: tx.client_ip,
+                hostname: &self.cfg.hostname,
+                extended: tx.extended,
+                queue_id: &queue_id,
+                single_recipient: single.as_deref().map(|s| s.trim_matches(['<', '>'])),
+                date,
+            });
+            self.body.extend_from_slice(header.as_bytes());
+        }
+        self.queue_id = Some(queue_id);
+        self.state = State::Data(DataReceiver::new(self.cfg.limits.max_message_size));
+        self.timers.stop(crate::time::Timer::Command);
+        self.timers.set(crate::time::Timer::Data, now, self.cfg.timeouts.data);
+        self.reply(&replies::START_DATA);
+    }
+
+    /// The message is durable: 250 with the queue id.
+    pub(super) fn finish_queued(&mut self, now: Instant) {
+        let id = match std::mem::replace(&mut self.state, State::Command) {
+            State::AwaitQueued { queue_id } => queue_id,
+            _ => String::new(),
+        };
+        self.tx = None;
+        self.reply(&Reply::new(250, Some(Enhanced(2, 0, 0)), format!("Ok: queued as {id}")));
+        self.arm_command_timer(now);
+    }
+
+    /// QUIT (§4.1.1.10): 221 and close.
+    fn quit(&mut self) {
+        let text = format!("{} closing connection", self.cfg.hostname);
+        self.reply(&Reply::new(221, Some(Enhanced(2, 0, 0)), text));
+        self.close(CloseReason::Quit);
+    }
+}

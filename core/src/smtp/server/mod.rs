@@ -1,0 +1,344 @@
+//! The receiving SMTP session (RFC 5321 with the RFC 821 / 1123
+//! requirements; ESMTP PIPELINING RFC 2920, SIZE RFC 1870, 8BITMIME
+//! RFC 6152, ENHANCEDSTATUSCODES RFC 2034, SMTPUTF8 RFC 6531).
+//!
+//! A sans-IO state machine in the quinn-proto / rustls shape. The front end
+//! feeds it bytes and time and polls it, in this order, until each is empty,
+//! and only then blocks:
+//!
+//! 1. [`Session::poll_transmit`]: bytes to write to the client;
+//! 2. [`Session::take_body`]: message data to append to the spool file;
+//! 3. [`Session::poll_event`]: events to log or act on; [`Event::DataStart`]
+//!    and [`Event::DataEnd`] need an answer through [`Session::handle_verdict`];
+//! 4. [`Session::poll_timeout`]: when to call [`Session::handle_timeout`].
+//!
+//! [`Session::handle_input`] returns how many bytes it consumed. It stops
+//! early while a verdict is pending or the body buffer is full; the front end
+//! keeps the rest and offers it again after draining. This is the
+//! back-pressure: nothing is buffered without bound.
+
+mod commands;
+mod data;
+mod envelope;
+mod event;
+mod line;
+
+pub use envelope::{Envelope, Recipient};
+pub use event::{CloseReason, Event, UsageError, Verdict};
+pub use line::MAX_COMMAND_LINE;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::policy::ListenerKind;
+use crate::refusal::RefuseReason;
+use crate::smtp::reply::Reply;
+use crate::time::{Timer, TimerTable};
+
+use data::{DataReceiver, Taint};
+use line::{Line, LineReader};
+
+/// How much message data the session gathers before the front end must
+/// take it (the size of one spool write).
+pub const BODY_CHUNK: usize = 64 * 1024;
+
+/// The two ends of the connection and the listener it arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Our address the client connected to.
+    pub local: SocketAddr,
+    /// Which listener.
+    pub listener: ListenerKind,
+}
+
+/// Where the session stands (h11-style explicit states).
+#[derive(Debug)]
+enum State {
+    /// Reading command lines.
+    Command,
+    /// DATA accepted by the session; waiting for the front end's spool.
+    AwaitDataStart,
+    /// Receiving message data.
+    Data(DataReceiver),
+    /// End of data seen; waiting for the front end's fsync.
+    AwaitQueued {
+        /// The queue id to report.
+        queue_id: String,
+    },
+    /// Over: no more input is read.
+    Closed,
+}
+
+/// One SMTP server session.
+#[derive(Debug)]
+pub struct Session {
+    cfg: Arc<Config>,
+    dir: Arc<Directory>,
+    peer: Peer,
+    state: State,
+    lines: LineReader,
+    helo: Option<(String, bool)>,
+    tx: Option<Envelope>,
+    queue_id: Option<String>,
+    authenticated: bool,
+    out: Vec<u8>,
+    body: Vec<u8>,
+    events: VecDeque<Event>,
+    timers: TimerTable,
+}
+
+impl Session {
+    /// Starts a session: queues the 220 greeting and arms the command timer.
+    pub fn new(cfg: Arc<Config>, dir: Arc<Directory>, peer: Peer, now: Instant) -> Self {
+        let mut s = Self {
+            cfg,
+            dir,
+            peer,
+            state: State::Command,
+            lines: LineReader::default(),
+            helo: None,
+            tx: None,
+            queue_id: None,
+            authenticated: false,
+            out: Vec::with_capacity(512),
+            body: Vec::new(),
+            events: VecDeque::new(),
+            timers: TimerTable::default(),
+        };
+        let greeting = Reply::new(220, None, format!("{} ESMTP hato", s.cfg.hostname));
+        s.reply(&greeting);
+        s.arm_command_timer(now);
+        s
+    }
+
+    /// Feeds bytes from the client; returns how many were consumed.
+    /// Fewer than `input.len()` means: drain the outputs, then offer the rest.
+    pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
+        let mut used = 0;
+        while used < input.len() {
+            let n = match self.state {
+                State::Command => self.read_command(now, &input[used..]),
+                State::Data(_) => self.read_data(now, &input[used..]),
+                State::AwaitDataStart | State::AwaitQueued { .. } | State::Closed => 0,
+            };
+            if n == 0 {
+                break;
+            }
+            used += n;
+            if self.body.len() >= BODY_CHUNK {
+                break;
+            }
+        }
+        used
+    }
+
+    /// Tells the session the client closed its side.
+    pub fn handle_eof(&mut self, _now: Instant) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        if matches!(self.state, State::Data(_)) {
+            self.events.push_back(Event::DataDiscarded);
+        }
+        self.close(CloseReason::PeerClosed);
+    }
+
+    /// Answers [`Event::DataStart`] or [`Event::DataEnd`].
+    ///
+    /// # Errors
+    /// [`UsageError`] when no such question is pending or the verdict does
+    /// not fit it; the session is unchanged.
+    pub fn handle_verdict(&mut self, now: Instant, verdict: Verdict) -> Result<(), UsageError> {
+        match (&self.state, verdict) {
+            (State::AwaitDataStart, Verdict::DataAccepted { queue_id, date }) => {
+                self.start_data(now, queue_id, date);
+                Ok(())
+            }
+            (State::AwaitQueued { .. }, Verdict::Queued) => {
+                self.finish_queued(now);
+                Ok(())
+            }
+            (State::AwaitDataStart | State::AwaitQueued { .. }, Verdict::Refuse(reason)) => {
+                self.tx = None;
+                self.state = State::Command;
+                self.refuse("data", reason);
+                self.arm_command_timer(now);
+                Ok(())
+            }
+            (State::AwaitDataStart | State::AwaitQueued { .. }, _) => Err(UsageError::WrongVerdict),
+            _ => Err(UsageError::NoVerdictPending),
+        }
+    }
+
+    /// Fires expired timers; spurious calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.take_expired(now) {
+            let what = match timer {
+                Timer::Command => "command",
+                Timer::Data => "message data",
+            };
+            if matches!(self.state, State::Data(_)) {
+                self.events.push_back(Event::DataDiscarded);
+            }
+            self.refuse("timeout", RefuseReason::Timeout(what));
+            self.close(CloseReason::Timeout);
+        }
+    }
+
+    /// Ends the session because the server shuts down: 421 and close
+    /// (RFC 5321 §3.8). A message being received is discarded.
+    pub fn shutdown(&mut self, _now: Instant) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        if matches!(self.state, State::Data(_)) {
+            self.events.push_back(Event::DataDiscarded);
+        }
+        self.refuse("shutdown", RefuseReason::ShuttingDown);
+        self.close(CloseReason::Shutdown);
+    }
+
+    /// Appends pending replies to `out`; returns how many bytes.
+    #[must_use]
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
+        let n = self.out.len();
+        out.extend_from_slice(&self.out);
+        self.out.clear();
+        n
+    }
+
+    /// Swaps pending message data into `buf`, which must be empty; its old
+    /// allocation is reused for the next chunk.
+    pub fn take_body(&mut self, buf: &mut Vec<u8>) {
+        debug_assert!(buf.is_empty(), "take_body needs an empty buffer");
+        buf.clear();
+        std::mem::swap(&mut self.body, buf);
+    }
+
+    /// Returns the next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Returns the next deadline and which timer it is.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
+    }
+
+    /// Tells whether the session is over.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Returns the transaction in progress (MAIL and RCPTs so far).
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.tx.as_ref()
+    }
+
+    /// Returns the connection's addresses.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Returns the queue id of the message being received or last queued.
+    pub fn queue_id(&self) -> Option<&str> {
+        self.queue_id.as_deref()
+    }
+
+    fn read_command(&mut self, now: Instant, input: &[u8]) -> usize {
+        let (n, line) = self.lines.read(input);
+        let Some(line) = line else {
+            return n;
+        };
+        match line {
+            Line::TooLong => self.refuse("command", RefuseReason::LineTooLong),
+            Line::BareLineEnding => self.refuse("command", RefuseReason::BareLineEndingInCommand),
+            Line::InInput(range) => self.dispatch(now, &input[range]),
+            Line::Carried => {
+                let carried = self.lines.take_carried();
+                self.dispatch(now, &carried);
+                self.lines.restore(carried);
+            }
+        }
+        // The timer counts from the end of the last command, not the last
+        // byte: a client trickling one byte at a time still times out.
+        self.arm_command_timer(now);
+        n
+    }
+
+    fn read_data(&mut self, now: Instant, input: &[u8]) -> usize {
+        let State::Data(receiver) = &mut self.state else {
+            return 0;
+        };
+        let r = receiver.ingest(input, &mut self.body, BODY_CHUNK);
+        let size = receiver.size();
+        let taint = receiver.taint();
+        if !r.ended {
+            self.timers.set(Timer::Data, now, self.cfg.timeouts.data);
+            return r.consumed;
+        }
+        self.timers.stop(Timer::Data);
+        match taint {
+            None => {
+                let queue_id = self.queue_id.clone().unwrap_or_default();
+                self.state = State::AwaitQueued { queue_id };
+                self.events.push_back(Event::DataEnd { size });
+            }
+            Some(taint) => {
+                self.body.clear();
+                self.events.push_back(Event::DataDiscarded);
+                let reason = match taint {
+                    Taint::TooLarge => RefuseReason::MessageTooLarge {
+                        limit: self.cfg.limits.max_message_size,
+                    },
+                    Taint::BareLineEnding => RefuseReason::BareLineEndingInData,
+                };
+                self.tx = None;
+                self.state = State::Command;
+                self.refuse("data", reason);
+                self.arm_command_timer(now);
+            }
+        }
+        r.consumed
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        reply.write_to(&mut self.out);
+    }
+
+    fn refuse(&mut self, stage: &'static str, reason: RefuseReason) {
+        let reply = reason.reply();
+        self.reply(&reply);
+        self.events.push_back(Event::Refused {
+            stage,
+            code: reply.code,
+            reason,
+        });
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        self.state = State::Closed;
+        self.tx = None;
+        self.timers.stop_all();
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    fn arm_command_timer(&mut self, now: Instant) {
+        if matches!(self.state, State::Command) {
+            self.timers.set(Timer::Command, now, self.cfg.timeouts.command);
+        } else {
+            self.timers.stop(Timer::Command);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Session tests through the public API (arrange, act, assert).

@@ -1,0 +1,3 @@
+//! The `hato-smol` binary: async, for many connections.
+
+fn main() {}

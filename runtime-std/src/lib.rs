@@ -1,0 +1,7 @@
+//! hato's blocking front end, and the pieces both front ends share: the
+//! store (spool, queue, Maildir, users file), local delivery, logging and
+//! the command line. Blocking file work is written once, here; `hato-smol`
+//! calls it through `smol::unblock`.
+
+pub mod log;
+pub mod store;

@@ -1,0 +1,3 @@
+//! The `hato` binary: blocking threads, for low-end hardware.
+
+fn main() {}

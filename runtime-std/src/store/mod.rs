@@ -1,0 +1,1 @@
+//! Everything hato writes to disk under `data_dir` (DESIGN.md §4).

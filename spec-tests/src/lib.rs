@@ -1,0 +1,1 @@
+//! Transcript harness for hato's RFC spec tests.
