@@ -20,7 +20,9 @@ pub struct UserEntry {
 impl UserEntry {
     /// Returns the mailbox's local part.
     pub fn local_part(&self) -> &str {
-        self.address.rsplit_once('@').map_or(&self.address, |(l, _)| l)
+        self.address
+            .rsplit_once('@')
+            .map_or(&self.address, |(l, _)| l)
     }
 
     /// Returns the mailbox's domain.
@@ -92,13 +94,13 @@ impl Directory {
                 None => (tail, None),
             };
             let address = address.trim().to_ascii_lowercase();
-            validate_mailbox_name(&address).map_err(|m| err(m))?;
+            validate_mailbox_name(&address).map_err(err)?;
             let entry = UserEntry {
                 address,
                 password: password.to_owned(),
                 rest,
             };
-            dir.insert(entry).map_err(|m| err(m))?;
+            dir.insert(entry).map_err(err)?;
         }
         Ok(dir)
     }
@@ -200,7 +202,9 @@ pub fn validate_mailbox_name(address: &str) -> Result<(), &'static str> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if !domain_ok {
         return Err("the domain must be a host name like example.org");
@@ -222,8 +226,12 @@ mod tests {
         assert!(dir.contains("ALICE", "example.test."));
         assert!(dir.contains("bob", "example.test"));
         assert!(!dir.contains("carol", "example.test"));
-        assert!(dir.get("alice@example.test").is_some_and(UserEntry::has_password));
-        assert!(dir.get("bob@example.test").is_some_and(|e| !e.has_password()));
+        assert!(dir
+            .get("alice@example.test")
+            .is_some_and(UserEntry::has_password));
+        assert!(dir
+            .get("bob@example.test")
+            .is_some_and(|e| !e.has_password()));
         assert_eq!(
             dir.to_text(),
             "alice@example.test:{ARGON2ID}$argon2id$v=19$x\nbob@example.test:!:1000:1000::/home/bob::\n"
@@ -241,7 +249,16 @@ mod tests {
     #[test]
     fn mailbox_names_are_safe_directory_names() {
         assert!(validate_mailbox_name("alice.smith+tag@example.test").is_ok());
-        for bad in ["a/b@x.test", "..@x.test", ".a@x.test", "a@x/y", "a@", "@x.test", "a b@x.test", "a@-x.test"] {
+        for bad in [
+            "a/b@x.test",
+            "..@x.test",
+            ".a@x.test",
+            "a@x/y",
+            "a@",
+            "@x.test",
+            "a b@x.test",
+            "a@-x.test",
+        ] {
             assert!(validate_mailbox_name(bad).is_err(), "{bad}");
         }
     }

@@ -34,10 +34,14 @@ impl IpNet {
             v4 => v4,
         };
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(u128::from(u32::from(net)) << 96, u128::from(u32::from(ip)) << 96, self.prefix)
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(ip)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(u128::from(net), u128::from(ip), self.prefix)
             }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(u128::from(net), u128::from(ip), self.prefix),
             _ => false,
         }
     }
@@ -57,7 +61,11 @@ pub struct IpNetError(pub String);
 
 impl fmt::Display for IpNetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` is not an IP address or CIDR network (write 192.168.1.0/24 or 2001:db8::/32)", self.0)
+        write!(
+            f,
+            "`{}` is not an IP address or CIDR network (write 192.168.1.0/24 or 2001:db8::/32)",
+            self.0
+        )
     }
 }
 
@@ -101,14 +109,22 @@ mod tests {
     #[test]
     fn mapped_v6_matches_v4_network() {
         let n = net("127.0.0.0/8");
-        assert!(n.contains("::ffff:127.0.0.1".parse().unwrap_or_else(|_| unreachable!())));
+        assert!(n.contains(
+            "::ffff:127.0.0.1"
+                .parse()
+                .unwrap_or_else(|_| unreachable!())
+        ));
         assert!(!n.contains("::1".parse().unwrap_or_else(|_| unreachable!())));
     }
 
     #[test]
     fn v6_prefix_and_bad_input() {
         let n = net("2001:db8::/32");
-        assert!(n.contains("2001:db8:ffff::1".parse().unwrap_or_else(|_| unreachable!())));
+        assert!(n.contains(
+            "2001:db8:ffff::1"
+                .parse()
+                .unwrap_or_else(|_| unreachable!())
+        ));
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
         assert!("example.org".parse::<IpNet>().is_err());
         assert!(net("0.0.0.0/0").contains("8.8.8.8".parse().unwrap_or_else(|_| unreachable!())));

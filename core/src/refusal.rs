@@ -65,29 +65,43 @@ impl RefuseReason {
                 Enhanced(5, 5, 2),
                 "Bare CR or LF in command; lines must end with CRLF",
             ),
-            Self::BadSequence(what) => {
-                Reply::new(503, Some(Enhanced(5, 5, 1)), format!("Bad sequence of commands: {what}"))
-            }
-            Self::NoValidRecipients => Reply::fixed(554, Enhanced(5, 5, 1), "No valid recipients"),
-            Self::UnknownUser(_) => {
-                Reply::fixed(550, Enhanced(5, 1, 1), "Mailbox unavailable: no such user here")
-            }
-            Self::RelayDenied(_) => Reply::fixed(550, Enhanced(5, 7, 1), "Relaying denied"),
-            Self::TooManyRecipients(_) => Reply::fixed(452, Enhanced(4, 5, 3), "Too many recipients"),
-            Self::DeclaredSizeTooLarge { limit, .. } | Self::MessageTooLarge { limit } => Reply::new(
-                552,
-                Some(Enhanced(5, 3, 4)),
-                format!("Message size exceeds fixed limit of {limit} bytes"),
+            Self::BadSequence(what) => Reply::new(
+                503,
+                Some(Enhanced(5, 5, 1)),
+                format!("Bad sequence of commands: {what}"),
             ),
+            Self::NoValidRecipients => Reply::fixed(554, Enhanced(5, 5, 1), "No valid recipients"),
+            Self::UnknownUser(_) => Reply::fixed(
+                550,
+                Enhanced(5, 1, 1),
+                "Mailbox unavailable: no such user here",
+            ),
+            Self::RelayDenied(_) => Reply::fixed(550, Enhanced(5, 7, 1), "Relaying denied"),
+            Self::TooManyRecipients(_) => {
+                Reply::fixed(452, Enhanced(4, 5, 3), "Too many recipients")
+            }
+            Self::DeclaredSizeTooLarge { limit, .. } | Self::MessageTooLarge { limit } => {
+                Reply::new(
+                    552,
+                    Some(Enhanced(5, 3, 4)),
+                    format!("Message size exceeds fixed limit of {limit} bytes"),
+                )
+            }
             Self::BareLineEndingInData => Reply::fixed(
                 550,
                 Enhanced(5, 5, 2),
                 "Message refused: bare CR or LF in data; lines must end with CRLF",
             ),
             Self::AuthRequired => Reply::fixed(530, Enhanced(5, 7, 0), "Authentication required"),
-            Self::NotImplemented(_) => Reply::fixed(502, Enhanced(5, 5, 1), "Command not implemented"),
+            Self::NotImplemented(_) => {
+                Reply::fixed(502, Enhanced(5, 5, 1), "Command not implemented")
+            }
             Self::Timeout(_) => Reply::fixed(421, Enhanced(4, 4, 2), "Timeout, closing connection"),
-            Self::ShuttingDown => Reply::fixed(421, Enhanced(4, 3, 2), "Service shutting down, closing connection"),
+            Self::ShuttingDown => Reply::fixed(
+                421,
+                Enhanced(4, 3, 2),
+                "Service shutting down, closing connection",
+            ),
             Self::QueueUnavailable(_) => Reply::fixed(
                 451,
                 Enhanced(4, 3, 0),
@@ -107,13 +121,18 @@ impl fmt::Display for RefuseReason {
             Self::BadSequence(what) => write!(f, "bad sequence: {what}"),
             Self::NoValidRecipients => f.write_str("DATA without valid recipients"),
             Self::UnknownUser(a) => write!(f, "unknown local user {a}"),
-            Self::RelayDenied(a) => write!(f, "relay denied for {a}: not a local domain and client not trusted"),
+            Self::RelayDenied(a) => write!(
+                f,
+                "relay denied for {a}: not a local domain and client not trusted"
+            ),
             Self::TooManyRecipients(n) => write!(f, "too many recipients (limit {n})"),
             Self::DeclaredSizeTooLarge { declared, limit } => {
                 write!(f, "declared size {declared} over limit {limit}")
             }
             Self::MessageTooLarge { limit } => write!(f, "message over size limit {limit}"),
-            Self::BareLineEndingInData => f.write_str("bare CR or LF in message data (smuggling guard)"),
+            Self::BareLineEndingInData => {
+                f.write_str("bare CR or LF in message data (smuggling guard)")
+            }
             Self::AuthRequired => f.write_str("MAIL on submission port without authentication"),
             Self::NotImplemented(c) => write!(f, "command not implemented: {c}"),
             Self::Timeout(what) => write!(f, "timeout waiting for {what}"),

@@ -136,7 +136,10 @@ mod tests {
     fn dates_format_known_instants() {
         assert_eq!(UnixTime(0).rfc5322(), "Thu, 1 Jan 1970 00:00:00 +0000");
         assert_eq!(UnixTime(951_782_400).rfc3339(), "2000-02-29T00:00:00Z");
-        assert_eq!(UnixTime(1_795_500_900).rfc5322(), "Tue, 24 Nov 2026 06:15:00 +0000");
+        assert_eq!(
+            UnixTime(1_795_500_900).rfc5322(),
+            "Tue, 24 Nov 2026 06:15:00 +0000"
+        );
     }
 
     #[test]
@@ -145,9 +148,15 @@ mod tests {
         let mut table = TimerTable::default();
         table.set(Timer::Data, t0, Duration::from_secs(10));
         table.set(Timer::Command, t0, Duration::from_secs(5));
-        assert_eq!(table.next(), Some((t0 + Duration::from_secs(5), Timer::Command)));
+        assert_eq!(
+            table.next(),
+            Some((t0 + Duration::from_secs(5), Timer::Command))
+        );
         assert_eq!(table.take_expired(t0 + Duration::from_secs(4)), None);
-        assert_eq!(table.take_expired(t0 + Duration::from_secs(5)), Some(Timer::Command));
+        assert_eq!(
+            table.take_expired(t0 + Duration::from_secs(5)),
+            Some(Timer::Command)
+        );
         assert_eq!(table.take_expired(t0 + Duration::from_secs(5)), None);
         assert_eq!(table.next().map(|(_, t)| t), Some(Timer::Data));
     }

@@ -50,7 +50,9 @@ pub(super) fn defaults(hostname: &str) -> Config {
         },
         relay: Relay {
             trusted_networks: vec![
-                crate::net::IpNet::new([127, 0, 0, 0].into(), 8).into_iter().collect::<Vec<_>>()[0],
+                crate::net::IpNet::new([127, 0, 0, 0].into(), 8)
+                    .into_iter()
+                    .collect::<Vec<_>>()[0],
                 crate::net::IpNet::host(std::net::Ipv6Addr::LOCALHOST.into()),
             ],
         },

@@ -35,8 +35,13 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
         IpAddr::V6(v6) => format!("IPv6:{v6}"),
     };
     let helo = sanitize(info.helo);
-    let _ = write!(h, "Received: from {helo} ([{ip}])\r\n\tby {} with {} id {}", info.hostname,
-        if info.extended { "ESMTP" } else { "SMTP" }, info.queue_id);
+    let _ = write!(
+        h,
+        "Received: from {helo} ([{ip}])\r\n\tby {} with {} id {}",
+        info.hostname,
+        if info.extended { "ESMTP" } else { "SMTP" },
+        info.queue_id
+    );
     if let Some(rcpt) = info.single_recipient {
         let _ = write!(h, "\r\n\tfor <{}>", sanitize(rcpt));
     }
@@ -48,7 +53,13 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
 /// and UTF-8 only, no parentheses, semicolons or angle brackets.
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() || "();<>\\".contains(c) { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || "();<>\\".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -60,7 +71,9 @@ mod tests {
     fn received_header_names_everything() {
         let h = received_header(&ReceivedInfo {
             helo: "client.example",
-            client_ip: "192.0.2.1".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            client_ip: "192.0.2.1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
             hostname: "mail.example.test",
             extended: true,
             queue_id: "ABC123",
@@ -77,13 +90,17 @@ mod tests {
     fn hostile_helo_cannot_break_the_header() {
         let h = received_header(&ReceivedInfo {
             helo: "x)\r\nBcc: victim",
-            client_ip: "::1".parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST.into()),
+            client_ip: "::1"
+                .parse()
+                .unwrap_or(std::net::Ipv6Addr::LOCALHOST.into()),
             hostname: "h",
             extended: false,
             queue_id: "Q",
             single_recipient: None,
             date: UnixTime(0),
         });
-        assert!(h.starts_with("Received: from x___Bcc: victim ([IPv6:::1])\r\n\tby h with SMTP id Q;"));
+        assert!(
+            h.starts_with("Received: from x___Bcc: victim ([IPv6:::1])\r\n\tby h with SMTP id Q;")
+        );
     }
 }

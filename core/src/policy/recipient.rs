@@ -48,7 +48,9 @@ pub fn check_recipient(
     // relay tricks that hide another address in the local part (%, !, @)
     // never exist in the users file, so they end here as unknown users.
     if !mailbox.local.quoted && dir.contains(local, &domain) {
-        return Ok(Destination::Local(format!("{local}@{domain}").to_ascii_lowercase()));
+        return Ok(Destination::Local(
+            format!("{local}@{domain}").to_ascii_lowercase(),
+        ));
     }
     Err(RefuseReason::UnknownUser(mailbox.to_string()))
 }
@@ -61,7 +63,11 @@ fn local_domain(cfg: &Config, mailbox: &Mailbox) -> Option<String> {
 }
 
 fn remote(cfg: &Config, client: &Client, mailbox: &Mailbox) -> Result<Destination, RefuseReason> {
-    let trusted = cfg.relay.trusted_networks.iter().any(|n| n.contains(client.ip));
+    let trusted = cfg
+        .relay
+        .trusted_networks
+        .iter()
+        .any(|n| n.contains(client.ip));
     if trusted || client.authenticated {
         Ok(Destination::Remote(mailbox.to_string()))
     } else {
@@ -101,8 +107,10 @@ mod tests {
 
     fn cfg() -> Config {
         let mut c = Config::defaults("mail.example.test");
-        c.aliases.insert("abuse".into(), "alice@example.test".into());
-        c.aliases.insert("sales@example.test".into(), "bob@partner.example".into());
+        c.aliases
+            .insert("abuse".into(), "alice@example.test".into());
+        c.aliases
+            .insert("sales@example.test".into(), "bob@partner.example".into());
         c
     }
 
@@ -122,7 +130,9 @@ mod tests {
 
     fn outsider() -> Client {
         Client {
-            ip: "192.0.2.7".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            ip: "192.0.2.7"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
             listener: ListenerKind::Smtp,
             authenticated: false,
         }
@@ -142,7 +152,10 @@ mod tests {
 
     #[test]
     fn postmaster_of_every_local_domain_is_accepted() {
-        for p in [to("PostMaster", "mail.example.test"), ForwardPath::Postmaster] {
+        for p in [
+            to("PostMaster", "mail.example.test"),
+            ForwardPath::Postmaster,
+        ] {
             let d = check_recipient(&cfg(), &dir(), &outsider(), &p);
             assert_eq!(d, Ok(Destination::Local("postmaster@example.test".into())));
         }
@@ -153,7 +166,9 @@ mod tests {
         let d = check_recipient(&cfg(), &dir(), &outsider(), &to("bob", "other.example"));
         assert!(matches!(d, Err(RefuseReason::RelayDenied(_))));
         let local = Client {
-            ip: "127.0.0.1".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            ip: "127.0.0.1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
             ..outsider()
         };
         let d = check_recipient(&cfg(), &dir(), &local, &to("bob", "other.example"));
@@ -162,7 +177,12 @@ mod tests {
 
     #[test]
     fn aliases_resolve_per_domain_and_globally() {
-        let d = check_recipient(&cfg(), &dir(), &outsider(), &to("Abuse", "mail.example.test"));
+        let d = check_recipient(
+            &cfg(),
+            &dir(),
+            &outsider(),
+            &to("Abuse", "mail.example.test"),
+        );
         assert_eq!(d, Ok(Destination::Local("alice@example.test".into())));
         let d = check_recipient(&cfg(), &dir(), &outsider(), &to("sales", "example.test"));
         assert_eq!(d, Ok(Destination::Remote("bob@partner.example".into())));

@@ -234,7 +234,10 @@ mod tests {
             quoted: true,
         };
         assert_eq!(lp.to_string(), r#""a b\"c""#);
-        assert_eq!(LocalPart::dot_string("alice.smith").to_string(), "alice.smith");
+        assert_eq!(
+            LocalPart::dot_string("alice.smith").to_string(),
+            "alice.smith"
+        );
     }
 
     #[test]

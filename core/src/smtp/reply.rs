@@ -98,7 +98,13 @@ impl Reply {
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.esc {
-            Some(esc) => write!(f, "{} {} {}", self.code, esc, self.text.replace('\n', " / ")),
+            Some(esc) => write!(
+                f,
+                "{} {} {}",
+                self.code,
+                esc,
+                self.text.replace('\n', " / ")
+            ),
             None => write!(f, "{} {}", self.code, self.text.replace('\n', " / ")),
         }
     }
@@ -166,13 +172,22 @@ mod tests {
     fn multi_line_reply_uses_dash_continuations() {
         let mut out = Vec::new();
         Reply::new(250, None, "mail.example\nPIPELINING\nSIZE 10").write_to(&mut out);
-        assert_eq!(out, b"250-mail.example\r\n250-PIPELINING\r\n250 SIZE 10\r\n");
+        assert_eq!(
+            out,
+            b"250-mail.example\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
+        );
     }
 
     #[test]
     fn severity_follows_first_digit() {
-        assert_eq!(replies::START_DATA.severity(), Severity::PositiveIntermediate);
-        assert_eq!(replies::EXPN_DISABLED.severity(), Severity::PermanentNegative);
+        assert_eq!(
+            replies::START_DATA.severity(),
+            Severity::PositiveIntermediate
+        );
+        assert_eq!(
+            replies::EXPN_DISABLED.severity(),
+            Severity::PermanentNegative
+        );
         assert!(replies::EXPN_DISABLED.is_negative());
     }
 }

@@ -88,7 +88,10 @@ impl Session {
         }
         let limit = self.cfg.limits.max_message_size;
         if let Some(declared) = params.size.filter(|&s| s > limit) {
-            return self.refuse("mail", RefuseReason::DeclaredSizeTooLarge { declared, limit });
+            return self.refuse(
+                "mail",
+                RefuseReason::DeclaredSizeTooLarge { declared, limit },
+            );
         }
         self.events.push_back(Event::Mail {
             from: from.to_string(),
@@ -128,7 +131,10 @@ impl Session {
             destination: destination.clone(),
         });
         if let Some(tx) = &mut self.tx {
-            tx.recipients.push(Recipient { path: to, destination });
+            tx.recipients.push(Recipient {
+                path: to,
+                destination,
+            });
         }
         self.reply(&replies::RECIPIENT_OK);
     }
@@ -166,7 +172,8 @@ impl Session {
         self.queue_id = Some(queue_id);
         self.state = State::Data(DataReceiver::new(self.cfg.limits.max_message_size));
         self.timers.stop(crate::time::Timer::Command);
-        self.timers.set(crate::time::Timer::Data, now, self.cfg.timeouts.data);
+        self.timers
+            .set(crate::time::Timer::Data, now, self.cfg.timeouts.data);
         self.reply(&replies::START_DATA);
     }
 
@@ -177,7 +184,11 @@ impl Session {
             _ => String::new(),
         };
         self.tx = None;
-        self.reply(&Reply::new(250, Some(Enhanced(2, 0, 0)), format!("Ok: queued as {id}")));
+        self.reply(&Reply::new(
+            250,
+            Some(Enhanced(2, 0, 0)),
+            format!("Ok: queued as {id}"),
+        ));
         self.arm_command_timer(now);
     }
 

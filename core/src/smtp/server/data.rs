@@ -72,7 +72,12 @@ impl DataReceiver {
 
     /// Consumes `input` into `body` until the end of data or until `body`
     /// holds `high_water` bytes.
-    pub(crate) fn ingest(&mut self, input: &[u8], body: &mut Vec<u8>, high_water: usize) -> Ingested {
+    pub(crate) fn ingest(
+        &mut self,
+        input: &[u8],
+        body: &mut Vec<u8>,
+        high_water: usize,
+    ) -> Ingested {
         let mut i = 0;
         while i < input.len() {
             if body.len() >= high_water {
@@ -194,7 +199,10 @@ mod tests {
 
     #[test]
     fn ends_at_crlf_dot_crlf_and_unstuffs() {
-        let (body, r, t) = run(b"Subject: x\r\n\r\n..leading dot\r\n.\r\nMAIL FROM:<a@b>\r\n", 1000);
+        let (body, r, t) = run(
+            b"Subject: x\r\n\r\n..leading dot\r\n.\r\nMAIL FROM:<a@b>\r\n",
+            1000,
+        );
         assert_eq!(body, b"Subject: x\r\n\r\n.leading dot\r\n");
         assert!(r.ended);
         assert_eq!(r.consumed, 32);
@@ -203,7 +211,13 @@ mod tests {
 
     #[test]
     fn bare_lf_and_cr_variants_never_end_data() {
-        for smuggle in [&b"a\n.\nMAIL"[..], b"a\r.\rMAIL", b"a\n.\r\nMAIL", b"a\r\n.\nMAIL", b"a\r\n.\r.\r\n"] {
+        for smuggle in [
+            &b"a\n.\nMAIL"[..],
+            b"a\r.\rMAIL",
+            b"a\n.\r\nMAIL",
+            b"a\r\n.\nMAIL",
+            b"a\r\n.\r.\r\n",
+        ] {
             let (_, r, t) = run(smuggle, 1000);
             assert!(!r.ended, "{:?}", String::from_utf8_lossy(smuggle));
             assert_eq!(t, Some(Taint::BareLineEnding));

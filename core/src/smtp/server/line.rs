@@ -81,7 +81,8 @@ impl LineReader {
 
     fn keep(&mut self, bytes: &[u8]) {
         let room = MAX_COMMAND_LINE.saturating_sub(self.carry.len());
-        self.carry.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.carry
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
     fn finish(&mut self, tail: &[u8]) -> Line {

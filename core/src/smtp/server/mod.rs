@@ -333,7 +333,8 @@ impl Session {
 
     fn arm_command_timer(&mut self, now: Instant) {
         if matches!(self.state, State::Command) {
-            self.timers.set(Timer::Command, now, self.cfg.timeouts.command);
+            self.timers
+                .set(Timer::Command, now, self.cfg.timeouts.command);
         } else {
             self.timers.stop(Timer::Command);
         }
