@@ -52,6 +52,10 @@ pub enum RefuseReason {
     ShuttingDown,
     /// The message could not be written to the queue (disk full, I/O error).
     QueueUnavailable(String),
+    /// More connections than `limits.max_connections`.
+    TooManyConnections(usize),
+    /// More connections from one address than `limits.max_connections_per_host`.
+    TooManyConnectionsFromHost(usize),
 }
 
 impl RefuseReason {
@@ -107,6 +111,16 @@ impl RefuseReason {
                 Enhanced(4, 3, 0),
                 "Local error in processing; try again later",
             ),
+            Self::TooManyConnections(_) => Reply::fixed(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many connections, try again later",
+            ),
+            Self::TooManyConnectionsFromHost(_) => Reply::fixed(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many connections from your address, try again later",
+            ),
         }
     }
 }
@@ -138,6 +152,10 @@ impl fmt::Display for RefuseReason {
             Self::Timeout(what) => write!(f, "timeout waiting for {what}"),
             Self::ShuttingDown => f.write_str("server shutting down"),
             Self::QueueUnavailable(e) => write!(f, "queue unavailable: {e}"),
+            Self::TooManyConnections(n) => write!(f, "too many connections (limit {n})"),
+            Self::TooManyConnectionsFromHost(n) => {
+                write!(f, "too many connections from this address (limit {n})")
+            }
         }
     }
 }

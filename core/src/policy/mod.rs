@@ -2,8 +2,10 @@
 //! the mailbox directory and the client. Each refusal carries a
 //! [`RefuseReason`](crate::refusal::RefuseReason) that is logged.
 
+mod connections;
 mod recipient;
 
+pub use connections::ConnectionTable;
 pub use recipient::{check_recipient, Destination};
 
 use std::net::IpAddr;

@@ -92,3 +92,41 @@ impl fmt::Display for ParseError {
         }
     }
 }
+
+/// Why a path failed, in a few words: the `detail` of
+/// [`ParseError::BadAddress`]. It is the error type of the address parsers
+/// (`path`, `local_part`, `domain`), so a failure deep inside a path keeps
+/// its precise reason up to the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AddrError(pub(super) &'static str);
+
+impl<I> nom::error::ParseError<I> for AddrError {
+    fn from_error_kind(_input: I, _kind: nom::error::ErrorKind) -> Self {
+        Self("bad syntax")
+    }
+
+    fn append(_input: I, _kind: nom::error::ErrorKind, other: Self) -> Self {
+        other
+    }
+}
+
+/// Wraps `parser` so that its recoverable error becomes a failure saying
+/// `detail`. A failure from inside `parser` keeps its own, more precise,
+/// detail.
+pub(super) fn or_fail<'a, O, P>(
+    mut parser: P,
+    detail: &'static str,
+) -> impl nom::Parser<&'a str, Output = O, Error = AddrError>
+where
+    P: nom::Parser<&'a str, Output = O, Error = AddrError>,
+{
+    move |input: &'a str| match parser.parse(input) {
+        Err(nom::Err::Error(_)) => Err(nom::Err::Failure(AddrError(detail))),
+        other => other,
+    }
+}
+
+/// Fails the address parse with `detail`.
+pub(super) fn fail<'a, O>(detail: &'static str) -> nom::IResult<&'a str, O, AddrError> {
+    Err(nom::Err::Failure(AddrError(detail)))
+}
