@@ -1,3 +1,7 @@
 //! The `hato` binary: blocking threads, for low-end hardware.
 
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    hato_runtime_std::cli::main_with("hato", hato_runtime_std::serve::run)
+}

@@ -1,1 +1,213 @@
 //! Everything hato writes to disk under `data_dir` (DESIGN.md §4).
+//!
+//! ```text
+//! data_dir/
+//!   queue/<ID>            one queued message: envelope header + body
+//!                         (format: `hato_core::queue`), complete and fsynced
+//!   queue/<ID>.done       delivery progress: indexes of finished recipients
+//!   queue/incoming/<ID>   a message being received; renamed into queue/
+//!                         only once complete and fsynced
+//!   mailboxes/<domain>/<local>/{tmp,new,cur}   Maildir
+//!   users                 mailboxes and password hashes (passwd-file)
+//!   state/                rate-limit and greylist state
+//! ```
+//!
+//! Directories are created 0700 and files 0600: mail is private.
+//! Every function here blocks; `hato-smol` calls them through
+//! `smol::unblock`. A [`Store`] is `Send + Sync` and meant to be shared in
+//! an `Arc`.
+
+mod fsutil;
+mod id;
+pub mod maildir;
+mod progress;
+mod queue;
+mod spool;
+pub mod users;
+mod users_cache;
+
+#[cfg(test)]
+pub(crate) mod testdir;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use hato_core::queue::is_valid_queue_id;
+
+use crate::log;
+
+pub use queue::QueueSummary;
+pub use spool::SpoolWriter;
+pub use users_cache::UsersCache;
+
+/// The data directory, opened: paths to its parts and the operations on them.
+#[derive(Debug)]
+pub struct Store {
+    data_dir: PathBuf,
+    queue: PathBuf,
+    incoming: PathBuf,
+    mailboxes: PathBuf,
+    state: PathBuf,
+}
+
+impl Store {
+    /// Opens the data directory for the server: creates `queue/`,
+    /// `queue/incoming/`, `mailboxes/` and `state/` (0700) when missing,
+    /// then removes what a crash left behind: messages in `queue/incoming/`
+    /// that were never answered with 250, and progress files whose message
+    /// is gone. Each removal is logged.
+    ///
+    /// Only the server calls this, once, before it accepts connections;
+    /// commands that run beside a live server use [`Store::attach`].
+    ///
+    /// # Errors
+    /// A directory cannot be created or read, or a leftover cannot be removed.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let store = Self::attach(data_dir)?;
+        store.remove_leftovers()?;
+        Ok(store)
+    }
+
+    /// Opens the data directory like [`Store::open`] but removes nothing,
+    /// so it is safe while a server is receiving mail into the same
+    /// directory (`hato queue`, `hato user`).
+    ///
+    /// # Errors
+    /// A directory cannot be created.
+    pub fn attach(data_dir: &Path) -> io::Result<Self> {
+        let queue = data_dir.join("queue");
+        let store = Self {
+            data_dir: data_dir.to_path_buf(),
+            incoming: queue.join("incoming"),
+            queue,
+            mailboxes: data_dir.join("mailboxes"),
+            state: data_dir.join("state"),
+        };
+        for dir in [&store.incoming, &store.mailboxes, &store.state] {
+            fsutil::create_private_dir_all(dir)?;
+        }
+        Ok(store)
+    }
+
+    /// Returns the data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Returns `data_dir/mailboxes`, the root of the Maildirs.
+    pub fn mailbox_root(&self) -> &Path {
+        &self.mailboxes
+    }
+
+    /// Returns `data_dir/state`.
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    /// Returns `data_dir/queue`.
+    pub fn queue_dir(&self) -> &Path {
+        &self.queue
+    }
+
+    /// Returns a new queue id: 16 characters of `0-9A-V`, unique across
+    /// processes and restarts, sorting in the order the ids were made.
+    pub fn new_queue_id(&self) -> String {
+        id::new_queue_id()
+    }
+
+    /// Returns `queue/<id>`, refusing anything that is not a queue id (ids
+    /// also come from the command line and must never name another path).
+    fn queue_path(&self, id: &str) -> io::Result<PathBuf> {
+        check_id(id)?;
+        Ok(self.queue.join(id))
+    }
+
+    fn remove_leftovers(&self) -> io::Result<()> {
+        for entry in fs::read_dir(&self.incoming)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            fs::remove_file(entry.path())?;
+            log::Line::new("cleanup")
+                .kv("id", name.to_string_lossy())
+                .kv("reason", "incomplete message from before a restart")
+                .emit();
+        }
+        fsutil::sync_dir(&self.incoming)?;
+        for entry in fs::read_dir(&self.queue)? {
+            let name = entry?.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(progress::SUFFIX)) else {
+                continue;
+            };
+            if is_valid_queue_id(id) && !self.queue.join(id).exists() {
+                fsutil::remove_if_exists(&self.queue.join(&name))?;
+                log::Line::new("cleanup")
+                    .kv("id", id)
+                    .kv("reason", "progress file of a message no longer queued")
+                    .emit();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_id(id: &str) -> io::Result<()> {
+    if is_valid_queue_id(id) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a queue id: {id:?}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testdir::TestDir;
+    use super::*;
+
+    #[test]
+    fn open_creates_the_layout_private() {
+        let t = TestDir::new("layout");
+        let store = Store::open(&t.path().join("data")).unwrap();
+        for sub in ["queue", "queue/incoming", "mailboxes", "state"] {
+            let dir = store.data_dir().join(sub);
+            assert!(dir.is_dir(), "{sub}");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = fs::metadata(&dir).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o700, "{sub}");
+            }
+        }
+    }
+
+    #[test]
+    fn open_removes_incoming_leftovers_and_orphan_progress() {
+        let t = TestDir::new("leftovers");
+        let store = Store::open(t.path()).unwrap();
+        fs::write(store.incoming.join("0000CRASHED00001"), b"half a message").unwrap();
+        fs::write(store.queue.join("0000ORPHAN000001.done"), b"0\n").unwrap();
+        fs::write(store.queue.join("0000KEPT00000001"), b"x").unwrap();
+        fs::write(store.queue.join("0000KEPT00000001.done"), b"0\n").unwrap();
+        let store = Store::open(t.path()).unwrap();
+        assert_eq!(fs::read_dir(&store.incoming).unwrap().count(), 0);
+        assert!(!store.queue.join("0000ORPHAN000001.done").exists());
+        assert!(store.queue.join("0000KEPT00000001.done").exists());
+        // attach never removes anything.
+        fs::write(store.incoming.join("0000RECEIVING001"), b"x").unwrap();
+        let store = Store::attach(t.path()).unwrap();
+        assert!(store.incoming.join("0000RECEIVING001").exists());
+    }
+
+    #[test]
+    fn paths_refuse_what_is_not_a_queue_id() {
+        let t = TestDir::new("ids");
+        let store = Store::open(t.path()).unwrap();
+        for bad in ["", "../users", "abc", "A/B", "A.done"] {
+            assert!(store.queue_path(bad).is_err(), "{bad}");
+        }
+        assert!(store.queue_path("0ABC").is_ok());
+    }
+}

@@ -1,0 +1,222 @@
+//! The async serve loop: one task per connection on a smol executor, a
+//! timer per session from `poll_timeout`, and the shared blocking work
+//! (spool writes, fsync) moved off the executor with `smol::unblock`.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hato_core::config::Config;
+use hato_core::policy::ListenerKind;
+use hato_core::smtp::server::{Peer, Session};
+use hato_runtime_std::host::{Connection, Server};
+use hato_runtime_std::log::Line;
+use smol::future::FutureExt as _;
+use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use smol::{Async, Executor, Timer};
+
+/// Socket read buffer per connection.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Runs the server until the process is stopped.
+///
+/// # Errors
+/// When the data directory cannot be opened or a listener cannot bind.
+pub(crate) fn run(cfg: Config) -> io::Result<()> {
+    let server = Server::start(cfg)?;
+    let ex = Arc::new(Executor::new());
+    let mut listeners = Vec::new();
+    for (kind, addrs) in [
+        (ListenerKind::Smtp, &server.cfg.listen.smtp),
+        (ListenerKind::Submission, &server.cfg.listen.submission),
+    ] {
+        for addr in addrs {
+            let listener = Async::<TcpListener>::bind(*addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {addr} ({}): {e}", kind.as_str()))
+            })?;
+            server.log_listening(kind.as_str(), listener.get_ref().local_addr()?);
+            listeners.push((listener, kind));
+        }
+    }
+    for (listener, kind) in listeners {
+        ex.spawn(accept_loop(Arc::clone(&server), Arc::clone(&ex), listener, kind))
+            .detach();
+    }
+    // One executor thread per core; blocking work goes to smol's pool.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut workers = Vec::new();
+    for _ in 1..threads {
+        let ex = Arc::clone(&ex);
+        workers.push(std::thread::spawn(move || {
+            smol::block_on(ex.run(smol::future::pending::<()>()));
+        }));
+    }
+    smol::block_on(ex.run(smol::future::pending::<()>()));
+    Ok(())
+}
+
+async fn accept_loop(
+    server: Arc<Server>,
+    ex: Arc<Executor<'static>>,
+    listener: Async<TcpListener>,
+    kind: ListenerKind,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                let server = Arc::clone(&server);
+                ex.spawn(async move {
+                    if let Err(e) = connection(server, stream, remote, kind).await {
+                        Line::new("error").kv("what", "connection").kv("error", e).emit();
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                Line::new("error").kv("what", "accept").kv("error", e).emit();
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(
+    server: Arc<Server>,
+    mut stream: Async<TcpStream>,
+    remote: SocketAddr,
+    kind: ListenerKind,
+) -> io::Result<()> {
+    let local = stream.get_ref().local_addr()?;
+    let peer = Peer {
+        remote,
+        local,
+        listener: kind,
+    };
+    let conn = match server.admit(peer) {
+        Ok(conn) => conn,
+        Err(reply) => {
+            let _ = stream.write_all(&reply).await;
+            let _ = stream.get_ref().shutdown(Shutdown::Both);
+            return Ok(());
+        }
+    };
+    stream.get_ref().set_nodelay(true)?;
+    drive(conn, stream).await
+}
+
+/// What woke the session up.
+enum Wake {
+    Read(io::Result<usize>),
+    Timeout,
+}
+
+async fn drive(conn: Connection, mut stream: Async<TcpStream>) -> io::Result<()> {
+    let write_timeout = conn.config().timeouts.command;
+    let mut session = conn.new_session(Instant::now());
+    let mut host = Some(conn);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let (mut start, mut end) = (0, 0);
+    let mut out = Vec::with_capacity(1024);
+    let mut body = Vec::new();
+    loop {
+        drain(&mut host, &mut session, &mut stream, &mut out, &mut body, write_timeout).await?;
+        if session.is_closed() {
+            let _ = stream.get_ref().shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        if start < end {
+            let used = session.handle_input(Instant::now(), &buf[start..end]);
+            start += used;
+            if used == 0 {
+                return Err(io::Error::other("session stalled"));
+            }
+            continue;
+        }
+        let read = async { Wake::Read(stream.read(&mut buf).await) };
+        let wake = match session.poll_timeout() {
+            Some((deadline, _)) => read.or(async {
+                Timer::at(deadline).await;
+                Wake::Timeout
+            })
+            .await,
+            None => read.await,
+        };
+        match wake {
+            Wake::Read(Ok(0)) => session.handle_eof(Instant::now()),
+            Wake::Read(Ok(n)) => (start, end) = (0, n),
+            Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Wake::Read(Err(_)) => session.handle_eof(Instant::now()),
+            Wake::Timeout => session.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// Sends replies, spools data and answers events until the session has
+/// nothing more to say. Disk work runs on smol's blocking pool; the
+/// connection state travels there and back with it.
+async fn drain(
+    host: &mut Option<Connection>,
+    session: &mut Session,
+    stream: &mut Async<TcpStream>,
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    write_timeout: Duration,
+) -> io::Result<()> {
+    loop {
+        let _ = session.poll_transmit(out);
+        if !out.is_empty() {
+            let sent = stream
+                .write_all(out)
+                .or(async {
+                    Timer::after(write_timeout).await;
+                    Err(io::ErrorKind::TimedOut.into())
+                })
+                .await;
+            out.clear();
+            sent?;
+        }
+        session.take_body(body);
+        if !body.is_empty() {
+            let (mut conn, mut chunk) = (take(host)?, std::mem::take(body));
+            (conn, chunk) = smol::unblock(move || {
+                conn.write_body(&chunk);
+                (conn, chunk)
+            })
+            .await;
+            chunk.clear();
+            *body = chunk;
+            *host = Some(conn);
+        }
+        let Some(event) = session.poll_event() else {
+            return Ok(());
+        };
+        let conn = host.as_mut().ok_or_else(lost)?;
+        let work = conn.on_event(event, session);
+        let verdict = if work.blocks() {
+            let mut conn = take(host)?;
+            let (conn, verdict) = smol::unblock(move || {
+                let verdict = conn.perform(work);
+                (conn, verdict)
+            })
+            .await;
+            *host = Some(conn);
+            verdict
+        } else {
+            conn.perform(work)
+        };
+        if let Some(verdict) = verdict {
+            session
+                .handle_verdict(Instant::now(), verdict)
+                .map_err(io::Error::other)?;
+        }
+    }
+}
+
+fn take(host: &mut Option<Connection>) -> io::Result<Connection> {
+    host.take().ok_or_else(lost)
+}
+
+fn lost() -> io::Error {
+    io::Error::other("connection state lost")
+}

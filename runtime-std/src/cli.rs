@@ -1,0 +1,206 @@
+//! The command line of both binaries (DESIGN.md §2): `serve`,
+//! `check-config`, `user add|del|passwd|list`, `queue list`. Each binary
+//! passes its own `serve` function; everything else is shared.
+
+use std::io::{self, BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use hato_core::config::{Config, Overrides};
+use hato_core::directory::validate_mailbox_name;
+
+use crate::store::{users, Store};
+
+const USAGE: &str = "\
+usage:
+  {p} serve [--config FILE] [--hostname NAME] [--data-dir DIR]
+  {p} check-config [--config FILE] [--hostname NAME] [--data-dir DIR]
+  {p} user add ADDRESS [--password-stdin | --no-password] [--config FILE | --data-dir DIR]
+  {p} user passwd ADDRESS [--password-stdin] [--config FILE | --data-dir DIR]
+  {p} user del ADDRESS [--config FILE | --data-dir DIR]
+  {p} user list [--config FILE | --data-dir DIR]
+  {p} queue list [--config FILE | --data-dir DIR]
+
+With no --config, hato runs on its embedded defaults: SMTP on 127.0.0.1:2525,
+submission on 127.0.0.1:2587, data in ./hato-data, mail accepted for the
+host name and its parent domain, relay only for loopback clients.";
+
+/// Runs the command line with `serve` as the server's main loop.
+pub fn main_with(program: &str, serve: fn(Config) -> io::Result<()>) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(program, &args, serve) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Options common to every command.
+#[derive(Debug, Default)]
+struct Options {
+    config: Option<PathBuf>,
+    overrides: Overrides,
+    password_stdin: bool,
+    no_password: bool,
+    words: Vec<String>,
+}
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--config" | "-c" => o.config = Some(value("--config")?.into()),
+            "--hostname" => o.overrides.hostname = Some(value("--hostname")?),
+            "--data-dir" => o.overrides.data_dir = Some(value("--data-dir")?.into()),
+            "--password-stdin" => o.password_stdin = true,
+            "--no-password" => o.no_password = true,
+            "-h" | "--help" => o.words.push("help".into()),
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
+            word => o.words.push(word.to_owned()),
+        }
+    }
+    Ok(o)
+}
+
+fn run(program: &str, args: &[String], serve: fn(Config) -> io::Result<()>) -> Result<(), String> {
+    let o = parse_options(args)?;
+    let words: Vec<&str> = o.words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["serve"] => serve(load_config(&o)?).map_err(|e| e.to_string()),
+        ["check-config"] => {
+            let cfg = load_config(&o)?;
+            print!("{}", cfg.explain());
+            println!("The configuration is valid.");
+            Ok(())
+        }
+        ["user", "add", address] => user_add(&o, address),
+        ["user", "passwd", address] => {
+            let password = read_password(&o, address)?;
+            users::set_password(&data_dir(&o)?, address, Some(&password)).map_err(|e| e.to_string())?;
+            println!("password of {address} changed");
+            Ok(())
+        }
+        ["user", "del", address] => {
+            users::remove(&data_dir(&o)?, address).map_err(|e| e.to_string())?;
+            println!("removed {address} (its Maildir is kept)");
+            Ok(())
+        }
+        ["user", "list"] => {
+            for entry in users::list(&data_dir(&o)?).map_err(|e| e.to_string())? {
+                let kind = if entry.has_password() { "login" } else { "receive-only" };
+                println!("{}\t{kind}", entry.address);
+            }
+            Ok(())
+        }
+        ["queue", "list"] => queue_list(&data_dir(&o)?),
+        [] | ["help"] => {
+            println!("{}", USAGE.replace("{p}", program));
+            Ok(())
+        }
+        _ => Err(format!("unknown command: {}\n{}", words.join(" "), USAGE.replace("{p}", program))),
+    }
+}
+
+fn load_config(o: &Options) -> Result<Config, String> {
+    let text = match &o.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    Config::load(text.as_deref(), &o.overrides).map_err(|e| match &o.config {
+        Some(path) => format!("{}: {e}", path.display()),
+        None => format!("{e} (give --hostname NAME or --config FILE)"),
+    })
+}
+
+/// The data directory for user and queue commands: from the config when
+/// one is given, else `--data-dir`, else `./hato-data`.
+fn data_dir(o: &Options) -> Result<PathBuf, String> {
+    if o.config.is_some() {
+        return Ok(load_config(o)?.data_dir);
+    }
+    Ok(o.overrides
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("hato-data")))
+}
+
+fn user_add(o: &Options, address: &str) -> Result<(), String> {
+    let address = address.to_ascii_lowercase();
+    validate_mailbox_name(&address).map_err(|e| format!("{address}: {e}"))?;
+    if o.config.is_some() {
+        let cfg = load_config(o)?;
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        if !cfg.is_local_domain(domain) {
+            return Err(format!(
+                "{domain} is not a local domain ({}); add it to `domains` first",
+                cfg.domains.join(", ")
+            ));
+        }
+    }
+    let password = if o.no_password {
+        None
+    } else {
+        Some(read_password(o, &address)?)
+    };
+    let dir = data_dir(o)?;
+    users::add(&dir, &address, password.as_deref()).map_err(|e| e.to_string())?;
+    let kind = if password.is_some() { "with a password" } else { "receive-only" };
+    println!("added {address} ({kind}); mail goes to {}", mailbox_path(&dir, &address).display());
+    Ok(())
+}
+
+fn mailbox_path(data_dir: &Path, address: &str) -> PathBuf {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    data_dir.join("mailboxes").join(domain).join(local)
+}
+
+fn read_password(o: &Options, address: &str) -> Result<String, String> {
+    let password = if o.password_stdin || !io::stdin().is_terminal() {
+        let mut line = String::new();
+        io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password(format!("password for {address}: "))
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let again = rpassword::prompt_password("again: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        first
+    };
+    if password.is_empty() {
+        return Err("empty password (use --no-password for a receive-only mailbox)".into());
+    }
+    Ok(password)
+}
+
+fn queue_list(data_dir: &Path) -> Result<(), String> {
+    let store = Store::attach(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let list = store.list_summary().map_err(|e| e.to_string())?;
+    if list.is_empty() {
+        println!("the queue is empty");
+    }
+    for m in list {
+        println!("{}  {}  {} bytes  from {}", m.id, m.received.rfc3339(), m.size, m.from);
+        for (original, destination, delivered) in &m.recipients {
+            let state = if *delivered { "delivered" } else { "waiting" };
+            println!("    {original}  {destination:?}  {state}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,534 @@
+//! The local-delivery role (DESIGN.md §1): one thread that takes queue
+//! ids from a channel and delivers each message's local recipients into
+//! their Maildirs. It talks to the rest of hato only through
+//! [`DeliveryHandle`], so it can later move into a process of its own,
+//! under the uid that owns the mailboxes.
+//!
+//! On start it schedules everything already in `queue/` (recovery after a
+//! crash or a restart). For each message it delivers every local
+//! recipient not yet listed in the progress file, recording each right
+//! after its delivery, so a crash never causes a second copy for a
+//! recipient already done (only, at worst, for the one in progress). A
+//! failed delivery (full disk, broken permissions) is logged as `defer`
+//! and retried with back-off; the message stays queued meanwhile.
+//! Remote recipients stay queued for remote delivery. The queue file and
+//! its progress file are removed once every recipient is done.
+//!
+//! Log lines: `event=deliver id= to= mailbox= file=`, `event=defer id=
+//! to= reason=`, `event=dequeue id=` (all recipients done).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use hato_core::config::Config;
+use hato_core::policy::Destination;
+use hato_core::queue::QueueEnvelope;
+
+use crate::log;
+use crate::store::{maildir, Store};
+
+/// When failed deliveries are tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait after the first failure; it doubles with each further one.
+    pub first: Duration,
+    /// The longest wait between two tries.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// One minute, doubling up to fifteen.
+    fn default() -> Self {
+        Self {
+            first: Duration::from_secs(60),
+            max: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delay(self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(16);
+        self.first.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Starts the local-delivery thread.
+#[derive(Debug)]
+pub struct LocalDelivery;
+
+impl LocalDelivery {
+    /// Starts the thread with the default [`RetryPolicy`].
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn spawn(store: Arc<Store>, cfg: Arc<Config>) -> io::Result<DeliveryHandle> {
+        Self::spawn_with(store, cfg, RetryPolicy::default())
+    }
+
+    /// Starts the thread with the given retry policy.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn spawn_with(
+        store: Arc<Store>,
+        cfg: Arc<Config>,
+        retry: RetryPolicy,
+    ) -> io::Result<DeliveryHandle> {
+        let (tx, rx) = mpsc::channel();
+        let agent = Agent {
+            store,
+            cfg,
+            retry,
+            pending: BTreeMap::new(),
+        };
+        let thread = thread::Builder::new()
+            .name("local-delivery".into())
+            .spawn(move || agent.run(&rx))?;
+        Ok(DeliveryHandle {
+            inner: Arc::new(HandleInner {
+                tx,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}
+
+/// What the delivery thread is told.
+#[derive(Debug)]
+enum Command {
+    /// A message was committed to the queue.
+    Deliver(String),
+    /// Finish the message in hand and stop.
+    Shutdown,
+}
+
+/// The way to the delivery thread. Clones share the thread; it stops on
+/// [`DeliveryHandle::shutdown`] or when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct DeliveryHandle {
+    inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    tx: Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl DeliveryHandle {
+    /// Hands a committed message to local delivery.
+    pub fn submit(&self, queue_id: String) {
+        if self.inner.tx.send(Command::Deliver(queue_id)).is_err() {
+            // Stopped: the message stays queued and is found on the next start.
+            log::Line::new("error")
+                .kv("reason", "local delivery is not running")
+                .emit();
+        }
+    }
+
+    /// Stops the thread after the message in hand and waits for it.
+    /// Later calls (and submits) do nothing.
+    pub fn shutdown(&self) {
+        self.inner.stop();
+    }
+}
+
+impl HandleInner {
+    fn stop(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                log::Line::new("error")
+                    .kv("reason", "local delivery thread panicked")
+                    .emit();
+            }
+        }
+    }
+}
+
+impl Drop for HandleInner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the thread knows about a message still queued.
+#[derive(Debug, Default)]
+struct Pending {
+    /// When to try its local recipients; `None`: nothing local left.
+    due: Option<Instant>,
+    /// Failed tries in a row.
+    failures: u32,
+    /// Whether the remote recipients were logged already.
+    remote_logged: bool,
+}
+
+struct Agent {
+    store: Arc<Store>,
+    cfg: Arc<Config>,
+    retry: RetryPolicy,
+    pending: BTreeMap<String, Pending>,
+}
+
+impl Agent {
+    fn run(mut self, rx: &Receiver<Command>) {
+        self.recover();
+        loop {
+            let cmd = match self.next_due() {
+                Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match cmd {
+                Ok(Command::Deliver(id)) => self.schedule(id, Instant::now()),
+                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(id) = self.take_due() {
+                        self.attempt(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Schedules every message already queued.
+    fn recover(&mut self) {
+        match self.store.queued() {
+            Ok(ids) => {
+                if !ids.is_empty() {
+                    log::Line::new("recover").kv("queued", ids.len()).emit();
+                }
+                let now = Instant::now();
+                for id in ids {
+                    self.schedule(id, now);
+                }
+            }
+            Err(e) => log::Line::new("error")
+                .kv("reason", format!("cannot read the queue: {e}"))
+                .emit(),
+        }
+    }
+
+    fn schedule(&mut self, id: String, at: Instant) {
+        self.pending.entry(id).or_default().due = Some(at);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.pending.values().filter_map(|p| p.due).min()
+    }
+
+    /// Returns the message due first (oldest id among equals) if its time has come.
+    fn take_due(&mut self) -> Option<String> {
+        let now = Instant::now();
+        let (id, _) = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| p.due.filter(|&d| d <= now).map(|d| (id, d)))
+            .min_by_key(|&(_, d)| d)?;
+        Some(id.clone())
+    }
+
+    fn attempt(&mut self, id: &str) {
+        let env = match self.store.read_envelope(id) {
+            Ok(env) => env,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Removed meanwhile (`hato queue delete`).
+                self.pending.remove(id);
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // Left in place for the administrator; retrying cannot help.
+                log::Line::new("error")
+                    .kv("id", id)
+                    .kv("reason", format!("damaged queue file, not delivered: {e}"))
+                    .emit();
+                self.pending.remove(id);
+                return;
+            }
+            Err(e) => return self.failed(id, &format!("cannot read queue file: {e}")),
+        };
+        let done = match self.store.delivered(id) {
+            Ok(done) => done,
+            Err(e) => return self.failed(id, &format!("cannot read progress file: {e}")),
+        };
+        let mut local_failed = false;
+        let mut remote = Vec::new();
+        for (idx, rcpt) in env.recipients.iter().enumerate() {
+            if done.binary_search(&idx).is_ok() {
+                continue;
+            }
+            match &rcpt.destination {
+                Destination::Local(address) => {
+                    if let Err(why) = self.deliver_one(&env, idx, address) {
+                        log::Line::new("defer")
+                            .kv("id", id)
+                            .kv("to", &rcpt.original)
+                            .kv("reason", &why)
+                            .emit();
+                        local_failed = true;
+                    }
+                }
+                Destination::Remote(_) => remote.push(rcpt.original.as_str()),
+            }
+        }
+        let entry = self.pending.entry(id.to_owned()).or_default();
+        if !remote.is_empty() && !entry.remote_logged {
+            entry.remote_logged = true;
+            log::Line::new("defer")
+                .kv("id", id)
+                .kv("to", remote.join(","))
+                .kv("reason", "remote delivery not available yet")
+                .emit();
+        }
+        if local_failed {
+            return self.retry_later(id);
+        }
+        if !remote.is_empty() {
+            entry.due = None;
+            entry.failures = 0;
+            return;
+        }
+        match self.store.remove(id) {
+            Ok(()) => {
+                log::Line::new("dequeue")
+                    .kv("id", id)
+                    .kv("reason", "all recipients delivered")
+                    .emit();
+                self.pending.remove(id);
+            }
+            Err(e) => self.failed(id, &format!("cannot remove delivered message: {e}")),
+        }
+    }
+
+    /// Delivers to one local mailbox and records it; returns why not.
+    fn deliver_one(&self, env: &QueueEnvelope, idx: usize, address: &str) -> Result<(), String> {
+        let body = self
+            .store
+            .open_body(&env.id)
+            .map_err(|e| format!("cannot read queue file: {e}"))?;
+        let path = maildir::deliver(
+            self.store.mailbox_root(),
+            address,
+            &self.cfg.hostname,
+            &env.from,
+            body,
+        )
+        .map_err(|e| format!("maildir delivery to {address} failed: {e}"))?;
+        let original = env
+            .recipients
+            .get(idx)
+            .map_or(address, |r| r.original.as_str());
+        match self.store.mark_delivered(&env.id, idx) {
+            Ok(()) => {
+                log::Line::new("deliver")
+                    .kv("id", &env.id)
+                    .kv("to", original)
+                    .kv("mailbox", address)
+                    .kv("file", file_name(&path))
+                    .emit();
+                Ok(())
+            }
+            // Delivered, but not recorded: the next try delivers again
+            // (a duplicate rather than a loss).
+            Err(e) => Err(format!(
+                "delivered to {address} ({}) but cannot record it: {e}",
+                file_name(&path)
+            )),
+        }
+    }
+
+    fn failed(&mut self, id: &str, why: &str) {
+        log::Line::new("defer")
+            .kv("id", id)
+            .kv("reason", why)
+            .emit();
+        self.retry_later(id);
+    }
+
+    fn retry_later(&mut self, id: &str) {
+        let entry = self.pending.entry(id.to_owned()).or_default();
+        entry.failures = entry.failures.saturating_add(1);
+        entry.due = Some(Instant::now() + self.retry.delay(entry.failures));
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::store::testdir::{envelope, TestDir};
+
+    fn setup(name: &str) -> (TestDir, Arc<Store>, Arc<Config>) {
+        let t = TestDir::new(name);
+        let store = Arc::new(Store::open(t.path()).unwrap());
+        let cfg = Arc::new(Config::defaults("mail.example.org"));
+        (t, store, cfg)
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+        }
+    }
+
+    fn queue(store: &Store, to: &[Destination]) -> String {
+        let env = envelope(store, to);
+        let mut w = store.spool(&env).unwrap();
+        w.write(b"Subject: test\r\n\r\nhello\r\n").unwrap();
+        w.commit().unwrap();
+        env.id
+    }
+
+    fn local(a: &str) -> Destination {
+        Destination::Local(a.into())
+    }
+
+    fn new_mail(store: &Store, domain: &str, user: &str) -> Vec<PathBuf> {
+        let dir = store.mailbox_root().join(domain).join(user).join("new");
+        fs::read_dir(dir)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    }
+
+    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn delivers_to_two_local_mailboxes_and_removes_the_queue_file() {
+        let (_t, store, cfg) = setup("deliver-two");
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        let id = queue(
+            &store,
+            &[local("bob@example.org"), local("carol@example.org")],
+        );
+        handle.submit(id.clone());
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        handle.shutdown();
+        for user in ["bob", "carol"] {
+            let mail = new_mail(&store, "example.org", user);
+            assert_eq!(mail.len(), 1, "{user}");
+            let text = fs::read_to_string(&mail[0]).unwrap();
+            assert!(text.starts_with("Return-Path: <alice@example.net>\n"));
+            assert!(text.ends_with("\nSubject: test\n\nhello\n"), "{text}");
+        }
+        assert!(!store.queue_dir().join(format!("{id}.done")).exists());
+    }
+
+    #[test]
+    fn keeps_a_message_with_a_remote_recipient_queued() {
+        let (_t, store, cfg) = setup("deliver-remote");
+        let id = queue(
+            &store,
+            &[
+                local("bob@example.org"),
+                Destination::Remote("dave@partner.example".into()),
+            ],
+        );
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        handle.submit(id.clone());
+        wait_until("bob has mail", || {
+            new_mail(&store, "example.org", "bob").len() == 1
+        });
+        wait_until("bob is recorded", || store.delivered(&id).unwrap() == [0]);
+        handle.submit(id.clone());
+        handle.shutdown();
+        assert_eq!(store.queued().unwrap(), vec![id.clone()]);
+        assert_eq!(store.delivered(&id).unwrap(), vec![0]);
+        assert_eq!(new_mail(&store, "example.org", "bob").len(), 1);
+    }
+
+    #[test]
+    fn after_a_crash_a_delivered_recipient_is_not_delivered_twice() {
+        let (_t, store, cfg) = setup("deliver-crash");
+        let id = queue(
+            &store,
+            &[local("bob@example.org"), local("carol@example.org")],
+        );
+        // The crash: bob was delivered and recorded, carol not yet.
+        store.mark_delivered(&id, 0).unwrap();
+        let store = Arc::new(Store::open(store.data_dir()).unwrap());
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        // No submit: the restarted agent finds the message by itself.
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        drop(handle);
+        assert!(new_mail(&store, "example.org", "bob").is_empty());
+        assert_eq!(new_mail(&store, "example.org", "carol").len(), 1);
+    }
+
+    #[test]
+    fn a_failed_delivery_is_retried_and_the_mail_kept_meanwhile() {
+        let (_t, store, cfg) = setup("deliver-retry");
+        // bob's Maildir cannot be created: a file is in the way.
+        let domain = store.mailbox_root().join("example.org");
+        fs::create_dir_all(&domain).unwrap();
+        fs::write(domain.join("bob"), b"in the way").unwrap();
+        let id = queue(
+            &store,
+            &[local("carol@example.org"), local("bob@example.org")],
+        );
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        handle.submit(id.clone());
+        wait_until("carol is recorded", || store.delivered(&id).unwrap() == [0]);
+        thread::sleep(Duration::from_millis(120));
+        assert_eq!(store.queued().unwrap(), vec![id.clone()]);
+        fs::remove_file(domain.join("bob")).unwrap();
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        handle.shutdown();
+        assert_eq!(new_mail(&store, "example.org", "bob").len(), 1);
+        assert_eq!(new_mail(&store, "example.org", "carol").len(), 1);
+    }
+
+    #[test]
+    fn shutdown_stops_the_thread_and_later_calls_are_harmless() {
+        let (_t, store, cfg) = setup("deliver-shutdown");
+        let handle = LocalDelivery::spawn(Arc::clone(&store), cfg).unwrap();
+        let clone = handle.clone();
+        handle.shutdown();
+        clone.submit("0AAAA".into());
+        clone.shutdown();
+        drop(handle);
+        drop(clone);
+    }
+
+    #[test]
+    fn handles_and_the_store_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<DeliveryHandle>();
+        shared::<Store>();
+        shared::<crate::store::UsersCache>();
+        fn sent<T: Send>() {}
+        sent::<crate::store::SpoolWriter>();
+    }
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_maximum() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay(1), Duration::from_secs(60));
+        assert_eq!(p.delay(2), Duration::from_secs(120));
+        assert_eq!(p.delay(5), Duration::from_secs(900));
+        assert_eq!(p.delay(u32::MAX), Duration::from_secs(900));
+    }
+}

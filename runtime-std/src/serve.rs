@@ -1,0 +1,170 @@
+//! The `hato` front end: one blocking thread per connection (bounded by
+//! `limits.max_connections`), small stacks, socket read timeouts taken from
+//! the session's `poll_timeout`. Made for low-end hardware.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hato_core::config::Config;
+use hato_core::policy::ListenerKind;
+use hato_core::smtp::server::{Peer, Session};
+
+use crate::host::{Connection, Server};
+use crate::log::Line;
+
+/// Stack of a connection thread: the session keeps its buffers on the heap.
+const CONNECTION_STACK: usize = 256 * 1024;
+/// Socket read buffer per connection.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Runs the server until the process is stopped.
+///
+/// # Errors
+/// When the data directory cannot be opened or a listener cannot bind.
+pub fn run(cfg: Config) -> io::Result<()> {
+    let server = Server::start(cfg)?;
+    let mut acceptors = Vec::new();
+    for (kind, addrs) in [
+        (ListenerKind::Smtp, &server.cfg.listen.smtp),
+        (ListenerKind::Submission, &server.cfg.listen.submission),
+    ] {
+        for addr in addrs {
+            let listener = TcpListener::bind(addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {addr} ({}): {e}", kind.as_str()))
+            })?;
+            server.log_listening(kind.as_str(), listener.local_addr()?);
+            let server = Arc::clone(&server);
+            acceptors.push(thread::spawn(move || accept_loop(&server, &listener, kind)));
+        }
+    }
+    for a in acceptors {
+        let _ = a.join();
+    }
+    Ok(())
+}
+
+fn accept_loop(server: &Arc<Server>, listener: &TcpListener, kind: ListenerKind) {
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => spawn_connection(server, stream, kind),
+            Err(e) => {
+                Line::new("error").kv("what", "accept").kv("error", e).emit();
+                // Out of file descriptors and the like: breathe, then go on.
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn spawn_connection(server: &Arc<Server>, mut stream: TcpStream, kind: ListenerKind) {
+    let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    let peer = Peer {
+        remote,
+        local,
+        listener: kind,
+    };
+    let conn = match server.admit(peer) {
+        Ok(conn) => conn,
+        Err(reply) => {
+            let _ = stream.write_all(&reply);
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    let spawned = thread::Builder::new()
+        .name(format!("smtp-{}", conn.id()))
+        .stack_size(CONNECTION_STACK)
+        .spawn(move || {
+            if let Err(e) = drive(conn, stream) {
+                Line::new("error").kv("what", "connection").kv("error", e).emit();
+            }
+        });
+    if let Err(e) = spawned {
+        Line::new("error").kv("what", "spawn").kv("error", e).emit();
+    }
+}
+
+/// Runs one session over a blocking socket until it closes.
+fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    // A client that stops reading must not pin a thread forever.
+    stream.set_write_timeout(Some(conn.config().timeouts.command))?;
+    let mut session = conn.new_session(Instant::now());
+    let mut buf = vec![0u8; READ_BUFFER];
+    let (mut start, mut end) = (0, 0);
+    let mut out = Vec::with_capacity(1024);
+    let mut body = Vec::new();
+    loop {
+        drain(&mut conn, &mut session, &mut stream, &mut out, &mut body)?;
+        if session.is_closed() {
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        if start < end {
+            let used = session.handle_input(Instant::now(), &buf[start..end]);
+            start += used;
+            if used == 0 {
+                // Outputs were drained, so the session must make progress.
+                return Err(io::Error::other("session stalled"));
+            }
+            continue;
+        }
+        let now = Instant::now();
+        let timeout = match session.poll_timeout() {
+            Some((deadline, _)) if deadline <= now => {
+                session.handle_timeout(now);
+                continue;
+            }
+            Some((deadline, _)) => Some(deadline - now),
+            None => None,
+        };
+        stream.set_read_timeout(timeout)?;
+        match stream.read(&mut buf) {
+            Ok(0) => session.handle_eof(Instant::now()),
+            Ok(n) => (start, end) = (0, n),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                session.handle_timeout(Instant::now());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => session.handle_eof(Instant::now()),
+        }
+    }
+}
+
+/// Sends replies, spools data and answers events until the session has
+/// nothing more to say.
+fn drain(
+    conn: &mut Connection,
+    session: &mut Session,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) -> io::Result<()> {
+    loop {
+        let _ = session.poll_transmit(out);
+        if !out.is_empty() {
+            let sent = stream.write_all(out);
+            out.clear();
+            sent?;
+        }
+        session.take_body(body);
+        if !body.is_empty() {
+            conn.write_body(body);
+            body.clear();
+        }
+        let Some(event) = session.poll_event() else {
+            return Ok(());
+        };
+        let work = conn.on_event(event, session);
+        if let Some(verdict) = conn.perform(work) {
+            session
+                .handle_verdict(Instant::now(), verdict)
+                .map_err(io::Error::other)?;
+        }
+    }
+}

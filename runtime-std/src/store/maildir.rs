@@ -1,0 +1,276 @@
+//! Final delivery into a Maildir (<https://cr.yp.to/proto/maildir.html>):
+//! write `tmp/<unique>`, fsync, rename into `new/`, fsync `new/`. The
+//! mailbox of `local@domain` is `mailboxes/<domain>/<local>/`, which is
+//! where Dovecot finds it with `mail_location = maildir:.../%d/%n`.
+//!
+//! The delivered file starts with `Return-Path: <sender>` (RFC 5321 §4.4:
+//! the final delivery records the reverse-path) and
+//! `Delivered-To: <address>`, and has LF line endings, the Unix convention every Maildir
+//! reader expects (the server refuses bare CR and LF, so the spooled
+//! message has CRLF only).
+//!
+//! Unique names, as the Maildir specification recommends:
+//! `<secs>.M<usecs>P<pid>Q<n>.<host>`, where `n` counts deliveries in this
+//! process and `/` and `:` in the host name are written `\057` and `\072`.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hato_core::directory::validate_mailbox_name;
+
+use super::fsutil;
+
+/// Deliveries made by this process, for unique file names.
+static DELIVERIES: AtomicU64 = AtomicU64::new(0);
+
+/// Returns the Maildir of `address` under `mailbox_root`, after checking
+/// that the address is a safe mailbox name (nothing else ever becomes a path).
+///
+/// # Errors
+/// `InvalidInput` when the address is not a valid mailbox name.
+pub fn mailbox_dir(mailbox_root: &Path, address: &str) -> io::Result<PathBuf> {
+    let address = address.to_ascii_lowercase();
+    validate_mailbox_name(&address)
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {why}")))?;
+    let (local, domain) = address
+        .rsplit_once('@')
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no @ in address"))?;
+    Ok(mailbox_root.join(domain).join(local))
+}
+
+/// Delivers `message` (CRLF line endings) to the Maildir of `address`
+/// (`local@domain`) under `mailbox_root`, creating the Maildir (0700) when
+/// needed; `from` is the reverse-path, with or without brackets. Returns
+/// the path of the new file in `new/`.
+///
+/// # Errors
+/// `InvalidInput` for a bad mailbox name or a sender with control
+/// characters; any I/O error (the message is then not delivered and no
+/// file is left in `tmp/`).
+pub fn deliver(
+    mailbox_root: &Path,
+    address: &str,
+    hostname: &str,
+    from: &str,
+    mut message: impl Read,
+) -> io::Result<PathBuf> {
+    let dir = mailbox_dir(mailbox_root, address)?;
+    if from.chars().any(char::is_control) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "control character in sender",
+        ));
+    }
+    let (tmp, new) = (dir.join("tmp"), dir.join("new"));
+    for sub in ["tmp", "new", "cur"] {
+        fsutil::create_private_dir_all(&dir.join(sub))?;
+    }
+    let (name, file) = create_unique(&tmp, hostname)?;
+    let tmp_path = tmp.join(&name);
+    let result = (|| {
+        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        let from = if from.starts_with('<') {
+            from.to_owned()
+        } else {
+            format!("<{from}>")
+        };
+        write!(
+            out,
+            "Return-Path: {from}\nDelivered-To: {}\n",
+            address.to_ascii_lowercase()
+        )?;
+        copy_crlf_to_lf(&mut message, &mut out)?;
+        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        drop(file);
+        let new_path = new.join(&name);
+        fs::rename(&tmp_path, &new_path)?;
+        fsutil::sync_dir(&new)?;
+        Ok(new_path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp_path);
+    }
+    result
+}
+
+/// Creates `tmp/<unique>` (0600), trying a few names should one exist.
+fn create_unique(tmp: &Path, hostname: &str) -> io::Result<(String, File)> {
+    let host = hostname.replace('/', "\\057").replace(':', "\\072");
+    let mut last = None;
+    for _ in 0..8 {
+        let name = unique_name(&host);
+        match fsutil::create_private_file(&tmp.join(&name)) {
+            Ok(f) => return Ok((name, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no unique Maildir name")))
+}
+
+fn unique_name(host: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = DELIVERIES.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}.M{}P{}Q{n}.{host}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id()
+    )
+}
+
+/// Copies `input` to `out`, turning each CRLF into LF. A CR that is not
+/// followed by LF is kept (the server never lets one through).
+fn copy_crlf_to_lf(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut converted = Vec::with_capacity(64 * 1024);
+    let mut pending_cr = false;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        converted.clear();
+        for &b in buf.iter().take(n) {
+            if pending_cr && b != b'\n' {
+                converted.push(b'\r');
+            }
+            pending_cr = b == b'\r';
+            if !pending_cr {
+                converted.push(b);
+            }
+        }
+        out.write_all(&converted)?;
+    }
+    if pending_cr {
+        out.write_all(b"\r")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::super::testdir::TestDir;
+    use super::*;
+
+    #[test]
+    fn message_lands_in_new_with_trace_headers_and_lf_endings() {
+        let t = TestDir::new("maildir");
+        let msg = b"Received: from x\r\n\tby y\r\nSubject: hi\r\n\r\nline 1\r\nline 2\r\n";
+        let path = deliver(
+            t.path(),
+            "Bob@Example.org",
+            "mail.example.org",
+            "<alice@example.net>",
+            &msg[..],
+        )
+        .unwrap();
+        assert_eq!(path.parent().unwrap(), t.path().join("example.org/bob/new"));
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "Return-Path: <alice@example.net>\nDelivered-To: bob@example.org\n\
+             Received: from x\n\tby y\nSubject: hi\n\nline 1\nline 2\n"
+        );
+        for sub in ["tmp", "cur"] {
+            assert!(t.path().join("example.org/bob").join(sub).is_dir());
+        }
+        assert_eq!(
+            fs::read_dir(t.path().join("example.org/bob/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&t.path().join("example.org/bob/new")), 0o700);
+            assert_eq!(mode(&t.path().join("example.org")), 0o700);
+        }
+    }
+
+    #[test]
+    fn null_sender_and_bare_addresses_get_brackets() {
+        let t = TestDir::new("maildir-null");
+        let p = deliver(t.path(), "bob@example.org", "h", "<>", &b"x\r\n"[..]).unwrap();
+        assert!(fs::read_to_string(p)
+            .unwrap()
+            .starts_with("Return-Path: <>\n"));
+        let p = deliver(t.path(), "bob@example.org", "h", "a@b.example", &b"x"[..]).unwrap();
+        assert!(fs::read_to_string(p)
+            .unwrap()
+            .starts_with("Return-Path: <a@b.example>\n"));
+    }
+
+    #[test]
+    fn crlf_split_across_reads_still_becomes_lf() {
+        // A reader that hands out one byte at a time.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let Some((&b, rest)) = self.0.split_first() else {
+                    return Ok(0);
+                };
+                buf[0] = b;
+                self.0 = rest;
+                Ok(1)
+            }
+        }
+        let mut out = Vec::new();
+        copy_crlf_to_lf(&mut Trickle(b"a\r\nb\rc\r\n\r\nend\r"), &mut out).unwrap();
+        assert_eq!(out, b"a\nb\rc\n\nend\r");
+    }
+
+    #[test]
+    fn unique_names_follow_the_maildir_convention() {
+        let t = TestDir::new("maildir-names");
+        let names: HashSet<_> = (0..200)
+            .map(|_| {
+                let p = deliver(t.path(), "bob@example.org", "mail/x:y", "<>", &b"x"[..]).unwrap();
+                p.file_name().unwrap().to_string_lossy().into_owned()
+            })
+            .collect();
+        assert_eq!(names.len(), 200);
+        assert_eq!(
+            fs::read_dir(t.path().join("example.org/bob/new"))
+                .unwrap()
+                .count(),
+            200
+        );
+        let name = names.iter().next().unwrap();
+        let pid = format!("P{}Q", std::process::id());
+        assert!(name.contains(".M") && name.contains(&pid), "{name}");
+        assert!(name.ends_with(".mail\\057x\\072y"), "{name}");
+    }
+
+    #[test]
+    fn bad_mailbox_names_are_refused_before_any_path_is_built() {
+        let t = TestDir::new("maildir-bad");
+        let root = t.path().join("mailboxes");
+        for bad in [
+            "../x@example.org",
+            "a/b@example.org",
+            "x@../etc",
+            "x@a/b",
+            "nobody",
+            ".x@example.org",
+        ] {
+            let err = deliver(&root, bad, "h", "<>", &b"x"[..]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}");
+        }
+        assert!(!root.exists());
+        assert!(deliver(&root, "bob@example.org", "h", "<a\r\nb>", &b"x"[..]).is_err());
+    }
+}

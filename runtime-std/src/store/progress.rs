@@ -1,0 +1,104 @@
+//! Delivery progress of a queued message: `queue/<id>.done` lists the
+//! indexes (positions in the envelope's `rcpt` lines, from 0) of the
+//! recipients that are finished, one decimal number per line, each line
+//! appended and fsynced right after its delivery. After a crash the
+//! delivery agents skip what is listed, so no recipient gets a message
+//! twice (at worst the one being delivered at the moment of the crash).
+//! The file says nothing about the destination, so local and remote
+//! delivery share it. A line that is cut short by a crash or that is not a
+//! number is ignored (its recipient is delivered again: a duplicate is
+//! better than a loss). Later versions may add words after the number,
+//! separated by a space; readers take the first word.
+//!
+//! The queue file is removed before its progress file; a progress file
+//! whose queue file is gone is removed by [`Store::open`].
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+#[cfg(unix)]
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::{check_id, fsutil, Store};
+
+/// The suffix of progress files: `queue/<id>.done`.
+pub(crate) const SUFFIX: &str = ".done";
+
+impl Store {
+    fn progress_path(&self, id: &str) -> io::Result<PathBuf> {
+        check_id(id)?;
+        Ok(self.queue.join(format!("{id}{SUFFIX}")))
+    }
+
+    /// Returns the indexes of the recipients of `id` already delivered,
+    /// sorted, without repeats.
+    ///
+    /// # Errors
+    /// The progress file exists but cannot be read.
+    pub fn delivered(&self, id: &str) -> io::Result<Vec<usize>> {
+        let text = match fs::read(self.progress_path(id)?) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut done: Vec<usize> = text
+            .split_inclusive(|&b| b == b'\n')
+            .filter(|line| line.ends_with(b"\n"))
+            .filter_map(|line| {
+                let line = std::str::from_utf8(line).ok()?;
+                line.split([' ', '\n']).next()?.parse().ok()
+            })
+            .collect();
+        done.sort_unstable();
+        done.dedup();
+        Ok(done)
+    }
+
+    /// Records that recipient `idx` of `id` is finished, durably: appends
+    /// the line and fsyncs the file (and `queue/` when the file is new).
+    ///
+    /// # Errors
+    /// The file cannot be written or synced; the recipient then counts as
+    /// not delivered.
+    pub fn mark_delivered(&self, id: &str, idx: usize) -> io::Result<()> {
+        let path = self.progress_path(id)?;
+        let mut opts = OpenOptions::new();
+        opts.append(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let (mut file, created) = match opts.clone().create_new(true).open(&path) {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (opts.open(&path)?, false),
+            Err(e) => return Err(e),
+        };
+        file.write_all(format!("{idx}\n").as_bytes())?;
+        file.sync_data()?;
+        if created {
+            fsutil::sync_dir(&self.queue)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testdir::TestDir;
+    use super::*;
+
+    #[test]
+    fn marks_survive_reopening_and_torn_lines_are_ignored() {
+        let t = TestDir::new("progress");
+        let store = Store::open(t.path()).unwrap();
+        let id = store.new_queue_id();
+        assert_eq!(store.delivered(&id).unwrap(), Vec::<usize>::new());
+        store.mark_delivered(&id, 2).unwrap();
+        store.mark_delivered(&id, 0).unwrap();
+        store.mark_delivered(&id, 2).unwrap();
+        let path = store.progress_path(&id).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"junk\n7 remote\n1").unwrap(); // "1" was cut short
+        let store = Store::attach(t.path()).unwrap();
+        assert_eq!(store.delivered(&id).unwrap(), vec![0, 2, 7]);
+    }
+}

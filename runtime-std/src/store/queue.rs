@@ -1,0 +1,255 @@
+//! Reading the queue: the ids waiting in `queue/`, a message's envelope
+//! and body, removal once every recipient is done, and the summary behind
+//! `hato queue list`.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+
+use hato_core::policy::Destination;
+use hato_core::queue::{header_len, is_valid_queue_id, QueueEnvelope};
+use hato_core::time::UnixTime;
+
+use super::{fsutil, progress, Store};
+use crate::log;
+
+/// The largest header read: 1 MiB holds thousands of recipients.
+const MAX_HEADER: usize = 1 << 20;
+
+/// One queued message, for `hato queue list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSummary {
+    /// The queue id.
+    pub id: String,
+    /// When it was received.
+    pub received: UnixTime,
+    /// The reverse-path with brackets.
+    pub from: String,
+    /// Message size in bytes (the body, without the envelope header).
+    pub size: u64,
+    /// The recipients, in envelope order: the forward-path as the client
+    /// gave it, where it goes, and whether it is delivered already.
+    pub recipients: Vec<(String, Destination, bool)>,
+}
+
+impl Store {
+    /// Returns the ids of the queued messages, oldest first (ids sort by
+    /// the time they were made).
+    ///
+    /// # Errors
+    /// `queue/` cannot be read.
+    pub fn queued(&self) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.queue)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if is_valid_queue_id(&name) && entry.file_type()?.is_file() {
+                ids.push(name);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Reads the envelope of a queued message.
+    ///
+    /// # Errors
+    /// `NotFound` when the message is not queued, `InvalidData` (carrying
+    /// a [`hato_core::queue::QueueFileError`]) when the file is damaged.
+    pub fn read_envelope(&self, id: &str) -> io::Result<QueueEnvelope> {
+        self.open_message(id).map(|(env, _)| env)
+    }
+
+    /// Opens the message body of a queued message, positioned after the
+    /// envelope header.
+    ///
+    /// # Errors
+    /// As [`Store::read_envelope`].
+    pub fn open_body(&self, id: &str) -> io::Result<impl Read + Send + 'static> {
+        self.open_message(id).map(|(_, body)| body)
+    }
+
+    /// Opens a queued message: its envelope, and its body positioned after
+    /// the header (buffered).
+    ///
+    /// # Errors
+    /// As [`Store::read_envelope`].
+    pub fn open_message(&self, id: &str) -> io::Result<(QueueEnvelope, BufReader<File>)> {
+        let (env, mut file, offset) = self.open_checked(id)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok((env, BufReader::with_capacity(64 * 1024, file)))
+    }
+
+    /// Opens `queue/<id>` and reads its header, which must name `id`;
+    /// returns the envelope, the file and the body offset.
+    fn open_checked(&self, id: &str) -> io::Result<(QueueEnvelope, File, u64)> {
+        let mut file = File::open(self.queue_path(id)?)?;
+        let (env, offset) = read_header(&mut file)?;
+        if env.id != id {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("queue file {id} holds the envelope of {}", env.id),
+            ));
+        }
+        Ok((env, file, offset))
+    }
+
+    /// Removes a message from the queue (durably: `queue/` is fsynced),
+    /// then its progress file. A message already gone is not an error.
+    ///
+    /// # Errors
+    /// The file cannot be removed or the directory synced.
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        fsutil::remove_if_exists(&self.queue_path(id)?)?;
+        fsutil::sync_dir(&self.queue)?;
+        fsutil::remove_if_exists(&self.queue.join(format!("{id}{}", progress::SUFFIX)))
+    }
+
+    /// Describes every queued message, oldest first. Messages that vanish
+    /// meanwhile are skipped; damaged ones are logged and skipped.
+    ///
+    /// # Errors
+    /// `queue/` cannot be read.
+    pub fn list_summary(&self) -> io::Result<Vec<QueueSummary>> {
+        let mut out = Vec::new();
+        for id in self.queued()? {
+            match self.summary(&id) {
+                Ok(s) => out.push(s),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => log::Line::new("error")
+                    .kv("id", &id)
+                    .kv("reason", format!("cannot read queue file: {e}"))
+                    .emit(),
+            }
+        }
+        Ok(out)
+    }
+
+    fn summary(&self, id: &str) -> io::Result<QueueSummary> {
+        let (env, file, offset) = self.open_checked(id)?;
+        let size = file.metadata()?.len().saturating_sub(offset);
+        let done = self.delivered(id)?;
+        Ok(QueueSummary {
+            id: env.id,
+            received: env.received,
+            from: env.from,
+            size,
+            recipients: env
+                .recipients
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (r.original, r.destination, done.binary_search(&i).is_ok()))
+                .collect(),
+        })
+    }
+}
+
+/// Reads and decodes the header at the start of `file`; returns the
+/// envelope and the body offset. Reads only as much as the header needs.
+fn read_header(file: &mut File) -> io::Result<(QueueEnvelope, u64)> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = file.read(&mut chunk)?;
+        let searched_from = buf.len().saturating_sub(1);
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        let complete = buf.get(searched_from..).and_then(header_len).is_some();
+        if complete || n == 0 || buf.len() > MAX_HEADER {
+            break;
+        }
+    }
+    let (env, offset) =
+        QueueEnvelope::decode(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((env, offset as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use hato_core::queue::QueuedRecipient;
+
+    use super::super::testdir::{envelope, TestDir};
+    use super::*;
+
+    #[test]
+    fn queued_lists_oldest_first_and_ignores_other_files() {
+        let t = TestDir::new("queued");
+        let store = Store::open(t.path()).unwrap();
+        let dest = [Destination::Local("bob@example.org".into())];
+        let first = envelope(&store, &dest);
+        let second = envelope(&store, &dest);
+        store.spool(&second).unwrap().commit().unwrap();
+        store.spool(&first).unwrap().commit().unwrap();
+        store.mark_delivered(&first.id, 0).unwrap();
+        fs::write(store.queue.join("notes.txt"), b"x").unwrap();
+        assert_eq!(
+            store.queued().unwrap(),
+            vec![first.id.clone(), second.id.clone()]
+        );
+        store.remove(&first.id).unwrap();
+        assert_eq!(store.queued().unwrap(), vec![second.id.clone()]);
+        assert_eq!(store.delivered(&first.id).unwrap(), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn damaged_queue_files_are_invalid_data() {
+        let t = TestDir::new("damaged");
+        let store = Store::open(t.path()).unwrap();
+        let id = store.new_queue_id();
+        fs::write(store.queue.join(&id), b"hato-queue 1\nid: X").unwrap();
+        let err = store.read_envelope(&id).err().map(|e| e.kind());
+        assert_eq!(err, Some(io::ErrorKind::InvalidData));
+        assert_eq!(
+            store.read_envelope("0MISSING").err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        // The envelope of another message under this name is refused too.
+        let other = envelope(&store, &[Destination::Local("bob@example.org".into())]);
+        fs::write(store.queue.join(&id), other.encode()).unwrap();
+        assert!(store.read_envelope(&id).is_err());
+        assert!(store.list_summary().unwrap().is_empty());
+    }
+
+    #[test]
+    fn list_summary_shows_size_and_progress() {
+        let t = TestDir::new("summary");
+        let store = Store::open(t.path()).unwrap();
+        let mut env = envelope(
+            &store,
+            &[
+                Destination::Local("bob@example.org".into()),
+                Destination::Remote("dave@partner.example".into()),
+            ],
+        );
+        env.recipients[0] = QueuedRecipient {
+            original: "<Bob@Example.org>".into(),
+            destination: Destination::Local("bob@example.org".into()),
+        };
+        let mut w = store.spool(&env).unwrap();
+        w.write(b"Subject: x\r\n\r\n12345\r\n").unwrap();
+        w.commit().unwrap();
+        store.mark_delivered(&env.id, 0).unwrap();
+        let list = store.list_summary().unwrap();
+        assert_eq!(
+            list,
+            vec![QueueSummary {
+                id: env.id.clone(),
+                received: env.received,
+                from: "<alice@example.net>".into(),
+                size: 21,
+                recipients: vec![
+                    (
+                        "<Bob@Example.org>".into(),
+                        Destination::Local("bob@example.org".into()),
+                        true
+                    ),
+                    (
+                        "<dave@partner.example>".into(),
+                        Destination::Remote("dave@partner.example".into()),
+                        false
+                    ),
+                ],
+            }]
+        );
+    }
+}
