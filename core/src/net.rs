@@ -26,6 +26,16 @@ impl IpNet {
         Self { addr, prefix }
     }
 
+    /// Returns the address the network was written with.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// Returns the prefix length in bits (32 for one IPv4 host, 0 for all).
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// Tells whether `ip` lies in this network. An IPv4-mapped IPv6 address
     /// (`::ffff:a.b.c.d`) is treated as the IPv4 address it carries.
     pub fn contains(&self, ip: IpAddr) -> bool {

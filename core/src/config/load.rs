@@ -1,60 +1,39 @@
-//! Reading `hato.toml` into a [`Config`](super::Config).
+//! Reading `hato.toml` into a [`Config`](super::Config): TOML → raw serde
+//! structs → checks that need several values or a line number → `Config`.
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::{Config, Limits, Listen, Overrides, Relay, Timeouts};
+use serde::Deserialize;
+use toml::de::DeTable;
+use toml::Spanned;
 
-/// A configuration the server refuses to run with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The dotted key, e.g. `limits.max_message_size`, when one is at fault.
-    pub key: Option<String>,
-    /// 1-based line in the file, when known.
-    pub line: Option<usize>,
-    /// What is wrong and what to write instead.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
+use super::error::{line_of, syntax};
+use super::leaf::{List, Listener};
+use super::raw::{RawConfig, RawLimits};
+use super::{error, names, Config, ConfigError, Limits, Listen, Overrides, Relay, Timeouts};
+use crate::net::IpNet;
 
 pub(super) fn defaults(hostname: &str) -> Config {
     let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
-    let mut domains = Vec::new();
-    if let Some((_, parent)) = hostname.split_once('.') {
-        if parent.contains('.') || !parent.is_empty() {
-            domains.push(parent.to_owned());
-        }
-    }
-    domains.push(hostname.clone());
-    let postmaster = format!("postmaster@{}", domains[0]);
+    let domains = default_domains(&hostname);
+    let postmaster = default_postmaster(&domains, &hostname);
+    let loopback_v4 = IpNet::new(Ipv4Addr::new(127, 0, 0, 0).into(), 8)
+        .unwrap_or_else(|| IpNet::host(Ipv4Addr::LOCALHOST.into()));
     Config {
         hostname,
         domains,
         data_dir: PathBuf::from("hato-data"),
         postmaster,
         listen: Listen {
-            smtp: vec![([127, 0, 0, 1], 2525).into()],
-            submission: vec![([127, 0, 0, 1], 2587).into()],
+            smtp: vec![(Ipv4Addr::LOCALHOST, 2525).into()],
+            submission: vec![(Ipv4Addr::LOCALHOST, 2587).into()],
         },
         relay: Relay {
-            trusted_networks: vec![
-                crate::net::IpNet::new([127, 0, 0, 0].into(), 8)
-                    .into_iter()
-                    .collect::<Vec<_>>()[0],
-                crate::net::IpNet::host(std::net::Ipv6Addr::LOCALHOST.into()),
-            ],
+            trusted_networks: vec![loopback_v4, IpNet::host(Ipv6Addr::LOCALHOST.into())],
         },
         limits: Limits::default(),
         timeouts: Timeouts::default(),
@@ -62,16 +41,229 @@ pub(super) fn defaults(hostname: &str) -> Config {
     }
 }
 
-pub(super) fn load(text: Option<&str>, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let _ = text;
-    let hostname = overrides.hostname.clone().ok_or_else(|| ConfigError {
-        key: Some("hostname".into()),
-        line: None,
-        message: "required".into(),
-    })?;
-    let mut cfg = defaults(&hostname);
-    if let Some(d) = &overrides.data_dir {
-        cfg.data_dir = d.clone();
+/// The host name's parent domain (when it is more than a top-level
+/// domain) and the host name: `mail.example.test` → `example.test`,
+/// `mail.example.test`; `example.org` → `example.org` only.
+fn default_domains(hostname: &str) -> Vec<String> {
+    let mut domains = Vec::new();
+    if let Some((_, parent)) = hostname.split_once('.') {
+        if parent.contains('.') {
+            domains.push(parent.to_owned());
+        }
     }
+    domains.push(hostname.to_owned());
+    domains
+}
+
+fn default_postmaster(domains: &[String], hostname: &str) -> String {
+    format!(
+        "postmaster@{}",
+        domains.first().map_or(hostname, String::as_str)
+    )
+}
+
+pub(super) fn load(text: Option<&str>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let raw = match text {
+        Some(text) => parse(text)?,
+        None => RawConfig::default(),
+    };
+    build(raw, text.unwrap_or(""), overrides)
+}
+
+fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+    let doc = DeTable::parse(text).map_err(|e| syntax(text, &e))?;
+    RawConfig::deserialize(toml::de::Deserializer::from(doc.clone()))
+        .map_err(|e| error::from_serde(text, &doc, &e))
+}
+
+fn build(raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, ConfigError> {
+    let at = |span: Range<usize>, key: &str, msg: String| ConfigError::at(text, span, key, msg);
+
+    let hostname = match (&ov.hostname, raw.hostname) {
+        (Some(h), _) => names::host_name(h).map_err(|m| ConfigError::flag("--hostname", m))?,
+        (None, Some(h)) => h.into_inner().0,
+        (None, None) => {
+            return Err(ConfigError {
+                key: Some("hostname".into()),
+                line: None,
+                message: "is required; write hostname = \"mail.example.org\" at the top of the \
+                          file (before any [table]), or start hato with --hostname"
+                    .into(),
+            })
+        }
+    };
+    let mut cfg = defaults(&hostname);
+
+    if let Some(list) = raw.domains {
+        let span = list.span();
+        let mut domains: Vec<String> = Vec::new();
+        for d in list.into_inner().0 {
+            let d = d.into_inner().0;
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+        if domains.is_empty() {
+            let msg = format!(
+                "is empty, so hato would accept mail for nobody; list at least one domain, \
+                 e.g. [\"{}\"], or remove the line to get the default {:?}",
+                cfg.hostname, cfg.domains
+            );
+            return Err(at(span, "domains", msg));
+        }
+        cfg.domains = domains;
+    }
+    cfg.postmaster = match raw.postmaster {
+        Some(p) => p.into_inner().0,
+        None => default_postmaster(&cfg.domains, &cfg.hostname),
+    };
+
+    match (&ov.data_dir, raw.data_dir) {
+        (Some(d), _) if d.as_os_str().is_empty() => {
+            return Err(ConfigError::flag(
+                "--data-dir",
+                "is empty; give a directory".into(),
+            ))
+        }
+        (Some(d), _) => cfg.data_dir = d.clone(),
+        (None, Some(d)) if d.get_ref().0.is_empty() => {
+            let msg = "is empty; write a directory, e.g. \"/var/lib/hato\"".into();
+            return Err(at(d.span(), "data_dir", msg));
+        }
+        (None, Some(d)) => cfg.data_dir = PathBuf::from(d.into_inner().0),
+        (None, None) => {}
+    }
+
+    listeners(
+        raw.listen.smtp,
+        raw.listen.submission,
+        text,
+        &mut cfg.listen,
+    )?;
+    if let Some(nets) = raw.relay.trusted_networks {
+        cfg.relay.trusted_networks = nets
+            .into_inner()
+            .0
+            .into_iter()
+            .map(|n| n.into_inner().0)
+            .collect();
+    }
+    limits(&raw.limits, text, &mut cfg.limits)?;
+    for (key, value, slot) in [
+        (
+            "timeouts.command",
+            &raw.timeouts.command,
+            &mut cfg.timeouts.command,
+        ),
+        ("timeouts.data", &raw.timeouts.data, &mut cfg.timeouts.data),
+    ] {
+        if let Some(v) = value {
+            if v.get_ref().0 < Duration::from_secs(1) {
+                let msg =
+                    "must be at least 1s, or every client is cut off at once; write e.g. \"5m\"";
+                return Err(at(v.span(), key, msg.into()));
+            }
+            *slot = v.get_ref().0;
+        }
+    }
+    cfg.aliases = super::aliases::build(raw.aliases, text, &cfg.domains)?;
     Ok(cfg)
 }
+
+fn limits(raw: &RawLimits, text: &str, out: &mut Limits) -> Result<(), ConfigError> {
+    if let Some(v) = &raw.max_message_size {
+        if v.get_ref().0 < 1024 {
+            let msg = format!(
+                "{} bytes is too small to hold even the headers of a message; write at least \"1K\", e.g. \"10M\"",
+                v.get_ref().0
+            );
+            return Err(ConfigError::at(
+                text,
+                v.span(),
+                "limits.max_message_size",
+                msg,
+            ));
+        }
+        out.max_message_size = v.get_ref().0;
+    }
+    for (key, value, slot) in [
+        (
+            "limits.max_recipients",
+            &raw.max_recipients,
+            &mut out.max_recipients,
+        ),
+        (
+            "limits.max_connections",
+            &raw.max_connections,
+            &mut out.max_connections,
+        ),
+        (
+            "limits.max_connections_per_host",
+            &raw.max_connections_per_host,
+            &mut out.max_connections_per_host,
+        ),
+    ] {
+        if let Some(v) = value {
+            if v.get_ref().0 == 0 {
+                let msg = "0 would refuse everything; write at least 1".into();
+                return Err(ConfigError::at(text, v.span(), key, msg));
+            }
+            *slot = v.get_ref().0;
+        }
+    }
+    Ok(())
+}
+
+/// Takes the listener lists; refuses an address given twice, and one that
+/// an unspecified address (`0.0.0.0`, `::`) on the same port already covers.
+/// Port 0 (any free port) never clashes.
+fn listeners(
+    smtp: Option<Spanned<List<Listener>>>,
+    submission: Option<Spanned<List<Listener>>>,
+    text: &str,
+    out: &mut Listen,
+) -> Result<(), ConfigError> {
+    let mut seen: Vec<(SocketAddr, usize)> = Vec::new();
+    let mut check = |key: &str, list: Option<Spanned<List<Listener>>>| {
+        let Some(list) = list else {
+            return Ok(None);
+        };
+        let mut addrs = Vec::new();
+        for item in list.into_inner().0 {
+            let addr = item.get_ref().0;
+            let line = line_of(text, item.span().start);
+            if let Some((other, other_line)) = seen.iter().find(|(o, _)| clashes(*o, addr)) {
+                let msg = if *other == addr {
+                    format!("\"{addr}\" is listed twice (also on line {other_line}); remove one")
+                } else {
+                    format!(
+                        "\"{addr}\" overlaps \"{other}\" (line {other_line}): an address of \
+                         0.0.0.0 or [::] listens on every address of the machine; remove one"
+                    )
+                };
+                return Err(ConfigError::at(text, item.span(), key, msg));
+            }
+            seen.push((addr, line));
+            addrs.push(addr);
+        }
+        Ok(Some(addrs))
+    };
+    if let Some(a) = check("listen.smtp", smtp)? {
+        out.smtp = a;
+    }
+    if let Some(a) = check("listen.submission", submission)? {
+        out.submission = a;
+    }
+    Ok(())
+}
+
+fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 || a.is_ipv4() != b.is_ipv4() {
+        return false;
+    }
+    let unspecified = |ip: IpAddr| ip.is_unspecified();
+    a.ip() == b.ip() || unspecified(a.ip()) || unspecified(b.ip())
+}
+
+#[cfg(test)]
+mod tests;

@@ -3,10 +3,38 @@
 //! hands its text here. Unknown keys are errors, since a typo must never
 //! silently weaken security; errors name the key, the line, and what to
 //! write instead.
+//!
+//! ```
+//! use hato_core::config::{Config, Overrides};
+//!
+//! let text = "hostname = \"mail.example.org\"\n[limits]\nmax_mesage_size = \"10M\"\n";
+//! let err = Config::load(Some(text), &Overrides::default()).unwrap_err();
+//! assert_eq!(err.line, Some(3));
+//! assert_eq!(err.key.as_deref(), Some("limits.max_mesage_size"));
+//!
+//! let cfg = Config::load(None, &Overrides {
+//!     hostname: Some("mail.example.test".into()),
+//!     data_dir: None,
+//! }).unwrap();
+//! assert_eq!(cfg.domains, ["example.test", "mail.example.test"]);
+//! print!("{}", cfg.explain()); // what `hato check-config` shows
+//! ```
+//!
+//! Layout: `raw` (the serde structs) and `leaf` (one small type per kind
+//! of value, whose parser says what to write instead) read the TOML;
+//! `load` and `aliases` check what needs several values and build the
+//! [`Config`]; `error` turns every failure into a [`ConfigError`];
+//! `explain` writes the policy in words; [`units`] reads sizes, durations
+//! and rates.
 
+mod aliases;
+mod error;
 mod explain;
+mod leaf;
 mod load;
-mod units;
+mod names;
+mod raw;
+pub mod units;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,16 +43,17 @@ use std::time::Duration;
 
 use crate::net::IpNet;
 
-pub use load::ConfigError;
-pub use units::{parse_duration, parse_size};
+pub use error::ConfigError;
+pub use units::{parse_duration, parse_rate, parse_size};
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Our host name: greetings, Received headers, Maildir file names.
     pub hostname: String,
-    /// Local domains, normalized (lower case, no trailing dot). Default: the
-    /// host name and its parent domain.
+    /// Local domains, normalized (lower case, no trailing dot), never empty.
+    /// Default: the host name's parent domain (unless that is a bare
+    /// top-level domain) and the host name.
     pub domains: Vec<String>,
     /// Where queue, mailboxes, users and state live. Default `./hato-data`.
     pub data_dir: PathBuf,

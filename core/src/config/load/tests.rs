@@ -1,0 +1,430 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::load(Some(text), &Overrides::default())
+}
+
+fn ok(text: &str) -> Config {
+    load(text).unwrap_or_else(|e| panic!("{e}\nin:\n{text}"))
+}
+
+fn err(text: &str) -> ConfigError {
+    match load(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+const FULL: &str = r#"hostname = "mail.example.org"          # names the server
+domains = ["example.org"]
+data_dir = "/var/lib/hato"
+postmaster = "alice@example.org"
+
+[listen]
+smtp = ["0.0.0.0:25"]
+submission = ["0.0.0.0:587"]
+
+[relay]
+trusted_networks = ["192.168.1.0/24"]
+
+[limits]
+max_message_size = "10M"
+max_recipients = 100
+max_connections = 200
+max_connections_per_host = 10
+
+[aliases]
+abuse = "alice@example.org"
+"#;
+
+#[test]
+fn minimal_file_with_only_hostname_gives_the_safe_defaults() {
+    let c = ok("hostname = \"mail.example.test\"\n");
+    assert_eq!(c, Config::defaults("mail.example.test"));
+    assert_eq!(c.domains, ["example.test", "mail.example.test"]);
+    assert_eq!(c.postmaster, "postmaster@example.test");
+    assert_eq!(c.data_dir, PathBuf::from("hato-data"));
+    assert_eq!(c.listen.smtp, [addr("127.0.0.1:2525")]);
+    assert_eq!(c.listen.submission, [addr("127.0.0.1:2587")]);
+    let nets: Vec<String> = c
+        .relay
+        .trusted_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["127.0.0.0/8", "::1/128"]);
+    assert_eq!(c.limits.max_message_size, 10 * 1024 * 1024);
+    assert_eq!(c.timeouts.command, Duration::from_secs(300));
+    assert_eq!(c.timeouts.data, Duration::from_secs(300));
+}
+
+#[test]
+fn full_design_example_is_read() {
+    let c = ok(FULL);
+    assert_eq!(c.hostname, "mail.example.org");
+    assert_eq!(c.domains, ["example.org"]);
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/hato"));
+    assert_eq!(c.postmaster, "alice@example.org");
+    assert_eq!(c.listen.smtp, [addr("0.0.0.0:25")]);
+    assert_eq!(c.listen.submission, [addr("0.0.0.0:587")]);
+    assert_eq!(c.relay.trusted_networks.len(), 1);
+    assert!(c.relay.trusted_networks[0].contains("192.168.1.9".parse().unwrap()));
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(
+        c.aliases.get("abuse").map(String::as_str),
+        Some("alice@example.org")
+    );
+}
+
+#[test]
+fn no_file_and_no_hostname_says_how_to_give_one() {
+    let e = Config::load(None, &Overrides::default()).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("hostname"));
+    assert!(e.message.contains("--hostname"), "{e}");
+    assert!(err("data_dir = \"x\"\n").message.contains("is required"));
+}
+
+#[test]
+fn overrides_win_over_the_file() {
+    let ov = Overrides {
+        hostname: Some("Other.Example.NET.".into()),
+        data_dir: Some("/tmp/h".into()),
+    };
+    let c = Config::load(Some(FULL), &ov).unwrap();
+    assert_eq!(c.hostname, "other.example.net");
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/h"));
+    assert_eq!(c.domains, ["example.org"], "explicit domains stay");
+    let c = Config::load(None, &ov).unwrap();
+    assert_eq!(c.domains, ["example.net", "other.example.net"]);
+    let bad = Overrides {
+        hostname: Some("bad_name".into()),
+        data_dir: None,
+    };
+    let e = Config::load(None, &bad).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("--hostname"));
+    assert_eq!(e.line, None);
+}
+
+#[test]
+fn domains_default_to_the_parent_and_the_hostname() {
+    assert_eq!(
+        ok("hostname = \"mail.example.test\"").domains,
+        ["example.test", "mail.example.test"]
+    );
+    assert_eq!(
+        ok("hostname = \"a.b.example.test\"").domains,
+        ["b.example.test", "a.b.example.test"]
+    );
+    assert_eq!(
+        ok("hostname = \"example.org\"").domains,
+        ["example.org"],
+        "never a bare TLD"
+    );
+    assert_eq!(ok("hostname = \"labhost\"").domains, ["labhost"]);
+    assert_eq!(
+        ok("hostname = \"labhost\"").postmaster,
+        "postmaster@labhost"
+    );
+}
+
+#[test]
+fn names_are_lower_cased_and_deduplicated() {
+    let c = ok("hostname = \"MAIL.Example.ORG.\"\ndomains = [\"Example.org\", \"example.org.\", \"b.test\"]\n");
+    assert_eq!(c.hostname, "mail.example.org");
+    assert_eq!(c.domains, ["example.org", "b.test"]);
+    assert_eq!(c.postmaster, "postmaster@example.org");
+}
+
+#[test]
+fn bad_host_name_names_line_and_fix() {
+    let e = err("# comment\nhostname = \"mail server.example.org\"\n");
+    assert_eq!(e.line, Some(2));
+    assert_eq!(e.key.as_deref(), Some("hostname"));
+    assert!(e.message.contains("spaces are not allowed"), "{e}");
+    let e =
+        err("hostname = \"a.example\"\ndomains = [\n  \"ok.example\",\n  \"bad!.example\",\n]\n");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(4), Some("domains")),
+        "{e}"
+    );
+    let e = err("hostname = \"a.example\"\ndomains = []\n");
+    assert!(e.message.contains("at least one domain"), "{e}");
+}
+
+#[test]
+fn unknown_top_level_key_is_refused_with_line_and_valid_keys() {
+    let e = err("hostname = \"mail.example.org\"\n\nhostnme = \"x\"\n");
+    assert_eq!(e.line, Some(3));
+    assert_eq!(e.key.as_deref(), Some("hostnme"));
+    assert!(
+        e.message.contains("unknown key `hostnme` at the top level"),
+        "{e}"
+    );
+    assert!(
+        e.message.contains(
+            "hostname, domains, data_dir, postmaster, listen, relay, limits, timeouts, aliases"
+        ),
+        "{e}"
+    );
+    let e = err("hostname = \"mail.example.org\"\n[limit]\nmax_recipients = 5\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("limit")), "{e}");
+    assert!(e.message.contains("did you mean `limits`?"), "{e}");
+}
+
+#[test]
+fn typo_in_nested_table_names_the_dotted_key() {
+    let text = "hostname = \"mail.example.org\"\n\n[limits]\nmax_recipients = 100\nmax_mesage_size = \"10M\"\n";
+    let e = err(text);
+    assert_eq!(e.line, Some(5));
+    assert_eq!(e.key.as_deref(), Some("limits.max_mesage_size"));
+    assert!(e.message.contains("the keys of [limits] are: max_message_size, max_recipients, max_connections, max_connections_per_host"), "{e}");
+    assert!(
+        e.message.contains("did you mean `max_message_size`?"),
+        "{e}"
+    );
+    // The same in dotted and inline forms.
+    let e = err("hostname = \"m.example\"\nlimits.max_mesage_size = \"1M\"\n");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(2), Some("limits.max_mesage_size"))
+    );
+    let e = err("hostname = \"m.example\"\nlisten = { smtp = [], smtps = [] }\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("listen.smtps")));
+}
+
+#[test]
+fn top_level_key_below_a_table_says_to_move_it() {
+    let e = err("[limits]\nhostname = \"mail.example.org\"\n");
+    assert_eq!(e.key.as_deref(), Some("limits.hostname"));
+    assert!(e.message.contains("belongs at the top of the file"), "{e}");
+}
+
+#[test]
+fn bad_size_names_line_key_and_fix() {
+    let text = "hostname = \"mail.example.org\"\n\n\n\n\n[limits]\nmax_message_size = \"10 MB\"\n";
+    assert_eq!(
+        err(text).to_string(),
+        "line 7: limits.max_message_size: \"10 MB\" is not a size; write a number with K, M or G, e.g. \"10M\""
+    );
+    let e = err("hostname = \"m.example\"\n[limits]\nmax_message_size = 512\n");
+    assert!(e.message.contains("at least \"1K\""), "{e}");
+    let c = ok("hostname = \"m.example\"\n[limits]\nmax_message_size = 2048\n");
+    assert_eq!(c.limits.max_message_size, 2048);
+}
+
+#[test]
+fn bad_duration_names_line_and_fix() {
+    let e = err("hostname = \"m.example\"\n[timeouts]\ncommand = \"5 minutes\"\n");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(3), Some("timeouts.command"))
+    );
+    assert!(e.message.contains("e.g. \"30s\" or \"5m\""), "{e}");
+    let e = err("hostname = \"m.example\"\n[timeouts]\ndata = 300\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("timeouts.data")));
+    assert!(e.message.contains("has no unit; write \"300s\""), "{e}");
+    let e = err("hostname = \"m.example\"\n[timeouts]\ndata = \"0s\"\n");
+    assert!(e.message.contains("at least 1s"), "{e}");
+    let c = ok("hostname = \"m.example\"\n[timeouts]\ncommand = \"1s\"\ndata = \"10m\"\n");
+    assert_eq!(c.timeouts.command, Duration::from_secs(1));
+    assert_eq!(c.timeouts.data, Duration::from_secs(600));
+}
+
+#[test]
+fn counts_must_be_bare_positive_numbers() {
+    let e = err("hostname = \"m.example\"\n[limits]\nmax_recipients = \"100\"\n");
+    assert!(
+        e.message.contains("write the number without quotes: 100"),
+        "{e}"
+    );
+    let e = err("hostname = \"m.example\"\n[limits]\nmax_connections = 0\n");
+    assert_eq!(e.key.as_deref(), Some("limits.max_connections"));
+    let e = err("hostname = \"m.example\"\n[limits]\nmax_connections_per_host = -1\n");
+    assert!(e.message.contains("negative"), "{e}");
+    let e = err("hostname = \"m.example\"\n[limits]\nmax_recipients = 1.5\n");
+    assert!(
+        e.message
+            .contains("found the number 1.5; write a whole number"),
+        "{e}"
+    );
+    let c = ok("hostname = \"m.example\"\n[limits]\nmax_recipients = 20\n");
+    assert_eq!(c.limits.max_recipients, 20, "allowed; explain() warns");
+    assert!(c.explain().contains("Warning: limits.max_recipients is 20"));
+}
+
+#[test]
+fn not_yet_supported_keys_are_refused() {
+    for (text, key, line) in [
+        (
+            "[listen]\nsubmissions = [\"0.0.0.0:465\"]\n",
+            "listen.submissions",
+            3,
+        ),
+        (
+            "[limits]\nmessages_per_host = \"20/5s\"\n",
+            "limits.messages_per_host",
+            3,
+        ),
+        ("[deny]\nfrom = [\"spam.example.net\"]\n", "deny", 2),
+        ("[delivery]\nsmtp_port = 25\n", "delivery", 2),
+        (
+            "[relay]\nrelay_to = [\"example.net\"]\n",
+            "relay.relay_to",
+            3,
+        ),
+    ] {
+        let e = err(&format!("hostname = \"m.example\"\n{text}"));
+        assert_eq!(e.key.as_deref(), Some(key));
+        assert_eq!(e.line, Some(line), "{e}");
+        assert_eq!(
+            e.message,
+            format!("`{key}` is not supported by this version of hato yet; remove it (hato refuses to start rather than silently ignore a setting)")
+        );
+    }
+}
+
+#[test]
+fn wrong_kind_of_value_says_what_to_write() {
+    let e = err("hostname = \"m.example\"\n[listen]\nsmtp = \"0.0.0.0:25\"\n");
+    assert_eq!(e.key.as_deref(), Some("listen.smtp"));
+    assert!(
+        e.message
+            .starts_with("found the text \"0.0.0.0:25\"; write a list in square brackets"),
+        "{e}"
+    );
+    let e = err("hostname = \"m.example\"\nlimits = 5\n");
+    assert!(
+        e.message
+            .contains("found the number 5; write a table: [limits] on a line of its own"),
+        "{e}"
+    );
+    let e = err("hostname = 5\n");
+    assert!(e.message.contains("write a host name in quotes"), "{e}");
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let e = err("hostname = \"m.example\"\n[limits\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("not valid TOML"), "{e}");
+    let e = err("hostname = \"a.example\"\nhostname = \"b.example\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+}
+
+#[test]
+fn listeners_take_ipv4_ipv6_and_port_zero() {
+    let c = ok("hostname = \"m.example\"\n[listen]\nsmtp = [\"[::1]:25\", \"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\n");
+    assert_eq!(c.listen.smtp, [addr("[::1]:25"), addr("127.0.0.1:0")]);
+    assert_eq!(c.listen.submission, [addr("127.0.0.1:0")]);
+    let c = ok("hostname = \"m.example\"\n[listen]\nsubmission = []\n");
+    assert!(c.listen.submission.is_empty());
+    assert_eq!(c.listen.smtp, [addr("127.0.0.1:2525")]);
+}
+
+#[test]
+fn bad_or_clashing_listeners_are_refused() {
+    let e = err("hostname = \"m.example\"\n[listen]\nsmtp = [\"localhost:25\"]\n");
+    assert!(e.message.contains("host names are not allowed"), "{e}");
+    let e = err("hostname = \"m.example\"\n[listen]\nsmtp = [\"::1\"]\n");
+    assert!(e.message.contains("\"[::1]:25\""), "{e}");
+    let e = err("hostname = \"m.example\"\n[listen]\nsmtp = [\"0.0.0.0:25\"]\nsubmission = [\"0.0.0.0:25\"]\n");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(4), Some("listen.submission"))
+    );
+    assert!(e.message.contains("listed twice (also on line 3)"), "{e}");
+    let e = err("hostname = \"m.example\"\n[listen]\nsmtp = [\"0.0.0.0:25\", \"192.0.2.1:25\"]\n");
+    assert!(e.message.contains("overlaps \"0.0.0.0:25\""), "{e}");
+    ok("hostname = \"m.example\"\n[listen]\nsmtp = [\"0.0.0.0:25\", \"[::]:25\"]\n");
+}
+
+#[test]
+fn trusted_network_errors_name_the_value() {
+    let e = err("hostname = \"m.example\"\n[relay]\ntrusted_networks = [\"192.168.1.0/24\", \"10.0.0.0/33\"]\n");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(3), Some("relay.trusted_networks"))
+    );
+    assert!(
+        e.message
+            .contains("`10.0.0.0/33` is not an IP address or CIDR network"),
+        "{e}"
+    );
+    let e = err("hostname = \"m.example\"\n[relay]\ntrusted_networks = [\"lan\"]\n");
+    assert!(e.message.contains("`lan`"), "{e}");
+    let c = ok("hostname = \"m.example\"\n[relay]\ntrusted_networks = [\"2001:db8::/32\", \"192.0.2.7\"]\n");
+    let nets: Vec<String> = c
+        .relay
+        .trusted_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["2001:db8::/32", "192.0.2.7/32"]);
+    let c = ok("hostname = \"m.example\"\n[relay]\ntrusted_networks = []\n");
+    assert!(c.relay.trusted_networks.is_empty());
+}
+
+#[test]
+fn postmaster_must_be_an_address() {
+    let e = err("hostname = \"m.example\"\npostmaster = \"alice\"\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("postmaster")));
+    assert!(e.message.contains("write local@domain"), "{e}");
+    assert_eq!(
+        ok("hostname = \"m.example\"\npostmaster = \"Alice@Example.ORG\"\n").postmaster,
+        "alice@example.org"
+    );
+}
+
+#[test]
+fn aliases_are_lower_cased_and_checked() {
+    let c = ok("hostname = \"mail.example.org\"\n[aliases]\nAbuse = \"Alice@Example.org\"\n\"sales@example.org\" = \"bob@partner.example\"\n");
+    assert_eq!(
+        c.aliases.get("abuse").map(String::as_str),
+        Some("alice@example.org")
+    );
+    assert_eq!(
+        c.aliases.get("sales@example.org").map(String::as_str),
+        Some("bob@partner.example")
+    );
+    assert!(c.explain().contains(
+        "abuse@ every local domain → alice@example.org; sales@example.org → bob@partner.example."
+    ));
+
+    let e = err("hostname = \"mail.example.org\"\n[aliases]\nabuse = \"alice\"\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("aliases.abuse")));
+    assert!(e.message.contains("write local@domain"), "{e}");
+    let e = err("hostname = \"mail.example.org\"\n[aliases]\n\"sales@other.example\" = \"bob@example.org\"\n");
+    assert_eq!(e.key.as_deref(), Some("aliases.\"sales@other.example\""));
+    assert!(e.message.contains("not one of the local domains"), "{e}");
+    let e = err("hostname = \"mail.example.org\"\n[aliases]\nabuse = \"a@example.org\"\nABUSE = \"b@example.org\"\n");
+    assert_eq!(e.line, Some(4));
+    assert!(e.message.contains("given twice (also on line 3"), "{e}");
+    let e = err("hostname = \"mail.example.org\"\n[aliases]\npostmaster = \"a@example.org\"\n");
+    assert!(e.message.contains("postmaster = "), "{e}");
+    let e = err("hostname = \"mail.example.org\"\n[aliases]\n\"bad key\" = \"a@example.org\"\n");
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.message.contains("not a valid local part"), "{e}");
+}
+
+#[test]
+fn data_dir_must_not_be_empty() {
+    let e = err("hostname = \"m.example\"\ndata_dir = \"\"\n");
+    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("data_dir")));
+    let ov = Overrides {
+        hostname: Some("m.example".into()),
+        data_dir: Some(PathBuf::new()),
+    };
+    assert_eq!(
+        Config::load(None, &ov).unwrap_err().key.as_deref(),
+        Some("--data-dir")
+    );
+}

@@ -1,0 +1,166 @@
+//! The file as serde reads it: every table denies unknown keys, every
+//! value that needs a line number for a later check keeps its span, and
+//! every leaf is a small type whose own parser says what to write instead.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::leaf::{Aliases, Count, Dur, Host, List, Listener, Mailbox, Net, Size, Text};
+
+/// The keys of each table, for the message about an unknown key. A unit
+/// test checks them against the structs below.
+pub(super) const TABLES: [(&str, &[&str]); 5] = [
+    (
+        "",
+        &[
+            "hostname",
+            "domains",
+            "data_dir",
+            "postmaster",
+            "listen",
+            "relay",
+            "limits",
+            "timeouts",
+            "aliases",
+        ],
+    ),
+    ("listen", &["smtp", "submission"]),
+    ("relay", &["trusted_networks"]),
+    (
+        "limits",
+        &[
+            "max_message_size",
+            "max_recipients",
+            "max_connections",
+            "max_connections_per_host",
+        ],
+    ),
+    ("timeouts", &["command", "data"]),
+];
+
+/// Keys of DESIGN.md §3 that later versions will implement. Refused, as
+/// silently ignoring e.g. a deny list would be a security hazard.
+pub(super) const NOT_YET: [&str; 5] = [
+    "listen.submissions",
+    "relay.relay_to",
+    "limits.messages_per_host",
+    "deny",
+    "delivery",
+];
+
+/// The whole file.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a TOML document")]
+pub(super) struct RawConfig {
+    pub(super) hostname: Option<Spanned<Host>>,
+    pub(super) domains: Option<Spanned<List<Host>>>,
+    pub(super) data_dir: Option<Spanned<Text>>,
+    pub(super) postmaster: Option<Spanned<Mailbox>>,
+    #[serde(default)]
+    pub(super) listen: RawListen,
+    #[serde(default)]
+    pub(super) relay: RawRelay,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) timeouts: RawTimeouts,
+    #[serde(default)]
+    pub(super) aliases: Aliases,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [listen] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawListen {
+    pub(super) smtp: Option<Spanned<List<Listener>>>,
+    pub(super) submission: Option<Spanned<List<Listener>>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [relay] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawRelay {
+    pub(super) trusted_networks: Option<Spanned<List<Net>>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [limits] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawLimits {
+    pub(super) max_message_size: Option<Spanned<Size>>,
+    pub(super) max_recipients: Option<Spanned<Count>>,
+    pub(super) max_connections: Option<Spanned<Count>>,
+    pub(super) max_connections_per_host: Option<Spanned<Count>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [timeouts] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawTimeouts {
+    pub(super) command: Option<Spanned<Dur>>,
+    pub(super) data: Option<Spanned<Dur>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde's own list of a table's keys, from its unknown-key message.
+    fn serde_keys(text: &str) -> Vec<String> {
+        let Err(e) = toml::from_str::<RawConfig>(text) else {
+            panic!("{text} was accepted");
+        };
+        let msg = e.message().to_owned();
+        let (_, expected) = msg
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("{msg}"));
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn key_lists_match_the_structs() {
+        for (table, keys) in TABLES {
+            let text = if table.is_empty() {
+                "no_such_key = 1\n".to_owned()
+            } else {
+                format!("[{table}]\nno_such_key = 1\n")
+            };
+            assert_eq!(serde_keys(&text), keys.to_vec(), "[{table}]");
+        }
+    }
+
+    #[test]
+    fn not_yet_keys_are_not_accepted_by_the_structs() {
+        for key in NOT_YET {
+            let text = match key.split_once('.') {
+                Some((table, k)) => format!("[{table}]\n{k} = 1\n"),
+                None => format!("{key} = 1\n"),
+            };
+            assert!(toml::from_str::<RawConfig>(&text).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn leaf_errors_carry_the_parsers_words() {
+        let e = toml::from_str::<RawConfig>("[timeouts]\ncommand = 300\n")
+            .err()
+            .map(|e| e.message().to_owned());
+        assert_eq!(
+            e.as_deref(),
+            Some("the number 300 has no unit; write \"300s\" for seconds, or use m, h or d, e.g. \"5m\"")
+        );
+    }
+}
