@@ -33,15 +33,23 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
     ] {
         for addr in addrs {
             let listener = Async::<TcpListener>::bind(*addr).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {addr} ({}): {e}", kind.as_str()))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} ({}): {e}", kind.as_str()),
+                )
             })?;
             server.log_listening(kind.as_str(), listener.get_ref().local_addr()?);
             listeners.push((listener, kind));
         }
     }
     for (listener, kind) in listeners {
-        ex.spawn(accept_loop(Arc::clone(&server), Arc::clone(&ex), listener, kind))
-            .detach();
+        ex.spawn(accept_loop(
+            Arc::clone(&server),
+            Arc::clone(&ex),
+            listener,
+            kind,
+        ))
+        .detach();
     }
     // One executor thread per core; blocking work goes to smol's pool.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -68,13 +76,19 @@ async fn accept_loop(
                 let server = Arc::clone(&server);
                 ex.spawn(async move {
                     if let Err(e) = connection(server, stream, remote, kind).await {
-                        Line::new("error").kv("what", "connection").kv("error", e).emit();
+                        Line::new("error")
+                            .kv("what", "connection")
+                            .kv("error", e)
+                            .emit();
                     }
                 })
                 .detach();
             }
             Err(e) => {
-                Line::new("error").kv("what", "accept").kv("error", e).emit();
+                Line::new("error")
+                    .kv("what", "accept")
+                    .kv("error", e)
+                    .emit();
                 Timer::after(Duration::from_millis(100)).await;
             }
         }
@@ -120,7 +134,15 @@ async fn drive(conn: Connection, mut stream: Async<TcpStream>) -> io::Result<()>
     let mut out = Vec::with_capacity(1024);
     let mut body = Vec::new();
     loop {
-        drain(&mut host, &mut session, &mut stream, &mut out, &mut body, write_timeout).await?;
+        drain(
+            &mut host,
+            &mut session,
+            &mut stream,
+            &mut out,
+            &mut body,
+            write_timeout,
+        )
+        .await?;
         if session.is_closed() {
             let _ = stream.get_ref().shutdown(Shutdown::Both);
             return Ok(());
@@ -135,11 +157,13 @@ async fn drive(conn: Connection, mut stream: Async<TcpStream>) -> io::Result<()>
         }
         let read = async { Wake::Read(stream.read(&mut buf).await) };
         let wake = match session.poll_timeout() {
-            Some((deadline, _)) => read.or(async {
-                Timer::at(deadline).await;
-                Wake::Timeout
-            })
-            .await,
+            Some((deadline, _)) => {
+                read.or(async {
+                    Timer::at(deadline).await;
+                    Wake::Timeout
+                })
+                .await
+            }
             None => read.await,
         };
         match wake {

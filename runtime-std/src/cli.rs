@@ -84,7 +84,8 @@ fn run(program: &str, args: &[String], serve: fn(Config) -> io::Result<()>) -> R
         ["user", "add", address] => user_add(&o, address),
         ["user", "passwd", address] => {
             let password = read_password(&o, address)?;
-            users::set_password(&data_dir(&o)?, address, Some(&password)).map_err(|e| e.to_string())?;
+            users::set_password(&data_dir(&o)?, address, Some(&password))
+                .map_err(|e| e.to_string())?;
             println!("password of {address} changed");
             Ok(())
         }
@@ -95,7 +96,11 @@ fn run(program: &str, args: &[String], serve: fn(Config) -> io::Result<()>) -> R
         }
         ["user", "list"] => {
             for entry in users::list(&data_dir(&o)?).map_err(|e| e.to_string())? {
-                let kind = if entry.has_password() { "login" } else { "receive-only" };
+                let kind = if entry.has_password() {
+                    "login"
+                } else {
+                    "receive-only"
+                };
                 println!("{}\t{kind}", entry.address);
             }
             Ok(())
@@ -105,7 +110,11 @@ fn run(program: &str, args: &[String], serve: fn(Config) -> io::Result<()>) -> R
             println!("{}", USAGE.replace("{p}", program));
             Ok(())
         }
-        _ => Err(format!("unknown command: {}\n{}", words.join(" "), USAGE.replace("{p}", program))),
+        _ => Err(format!(
+            "unknown command: {}\n{}",
+            words.join(" "),
+            USAGE.replace("{p}", program)
+        )),
     }
 }
 
@@ -155,8 +164,15 @@ fn user_add(o: &Options, address: &str) -> Result<(), String> {
     };
     let dir = data_dir(o)?;
     users::add(&dir, &address, password.as_deref()).map_err(|e| e.to_string())?;
-    let kind = if password.is_some() { "with a password" } else { "receive-only" };
-    println!("added {address} ({kind}); mail goes to {}", mailbox_path(&dir, &address).display());
+    let kind = if password.is_some() {
+        "with a password"
+    } else {
+        "receive-only"
+    };
+    println!(
+        "added {address} ({kind}); mail goes to {}",
+        mailbox_path(&dir, &address).display()
+    );
     Ok(())
 }
 
@@ -196,7 +212,13 @@ fn queue_list(data_dir: &Path) -> Result<(), String> {
         println!("the queue is empty");
     }
     for m in list {
-        println!("{}  {}  {} bytes  from {}", m.id, m.received.rfc3339(), m.size, m.from);
+        println!(
+            "{}  {}  {} bytes  from {}",
+            m.id,
+            m.received.rfc3339(),
+            m.size,
+            m.from
+        );
         for (original, destination, delivered) in &m.recipients {
             let state = if *delivered { "delivered" } else { "waiting" };
             println!("    {original}  {destination:?}  {state}");

@@ -113,12 +113,14 @@ pub enum Work {
     Commit,
     /// Delete the spool file of a refused or cut-off message.
     Discard,
+    /// Answer the session at once, without disk work.
+    Answer(Verdict),
 }
 
 impl Work {
     /// Tells whether [`Connection::perform`] would touch the disk.
     pub fn blocks(&self) -> bool {
-        !matches!(self, Self::None)
+        !matches!(self, Self::None | Self::Answer(_))
     }
 }
 
@@ -189,7 +191,11 @@ impl Connection {
                     .emit();
                 Work::None
             }
-            Event::Refused { stage, code, reason } => {
+            Event::Refused {
+                stage,
+                code,
+                reason,
+            } => {
                 let qid = self.queued.as_ref().map(|q| q.id.as_str());
                 let qid = if stage == "data" { qid } else { None };
                 log_refusal(&self.id, ip, stage, code, &reason, qid);
@@ -197,7 +203,10 @@ impl Connection {
             }
             Event::DataStart => {
                 let Some(envelope) = session.envelope() else {
-                    return Work::None;
+                    // Cannot happen (DATA needs a transaction), but the
+                    // session waits for an answer, so give one.
+                    let e = "DATA without envelope".to_owned();
+                    return Work::Answer(Verdict::Refuse(RefuseReason::QueueUnavailable(e)));
                 };
                 let id = self.server.store.new_queue_id();
                 let env = QueueEnvelope::from_session(id.clone(), unix_now(), envelope);
@@ -230,6 +239,7 @@ impl Connection {
     pub fn perform(&mut self, work: Work) -> Option<Verdict> {
         match work {
             Work::None => None,
+            Work::Answer(verdict) => Some(verdict),
             Work::OpenSpool(env) => Some(self.open_spool(&env)),
             Work::Commit => Some(self.commit()),
             Work::Discard => {
@@ -305,7 +315,9 @@ impl Drop for Connection {
             spool.discard();
         }
         if !self.closed_logged {
-            self.line("disconnect").kv("reason", "connection-lost").emit();
+            self.line("disconnect")
+                .kv("reason", "connection-lost")
+                .emit();
         }
         self.server
             .connections

@@ -33,7 +33,10 @@ pub fn run(cfg: Config) -> io::Result<()> {
     ] {
         for addr in addrs {
             let listener = TcpListener::bind(addr).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {addr} ({}): {e}", kind.as_str()))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} ({}): {e}", kind.as_str()),
+                )
             })?;
             server.log_listening(kind.as_str(), listener.local_addr()?);
             let server = Arc::clone(&server);
@@ -51,7 +54,10 @@ fn accept_loop(server: &Arc<Server>, listener: &TcpListener, kind: ListenerKind)
         match stream {
             Ok(stream) => spawn_connection(server, stream, kind),
             Err(e) => {
-                Line::new("error").kv("what", "accept").kv("error", e).emit();
+                Line::new("error")
+                    .kv("what", "accept")
+                    .kv("error", e)
+                    .emit();
                 // Out of file descriptors and the like: breathe, then go on.
                 thread::sleep(Duration::from_millis(100));
             }
@@ -81,7 +87,10 @@ fn spawn_connection(server: &Arc<Server>, mut stream: TcpStream, kind: ListenerK
         .stack_size(CONNECTION_STACK)
         .spawn(move || {
             if let Err(e) = drive(conn, stream) {
-                Line::new("error").kv("what", "connection").kv("error", e).emit();
+                Line::new("error")
+                    .kv("what", "connection")
+                    .kv("error", e)
+                    .emit();
             }
         });
     if let Err(e) = spawned {
@@ -127,7 +136,12 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
         match stream.read(&mut buf) {
             Ok(0) => session.handle_eof(Instant::now()),
             Ok(n) => (start, end) = (0, n),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 session.handle_timeout(Instant::now());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

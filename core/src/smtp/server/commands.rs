@@ -17,7 +17,7 @@ use super::{CloseReason, Envelope, Event, Recipient, Session, State};
 
 impl Session {
     /// Runs one complete command line.
-    pub(super) fn dispatch(&mut self, now: Instant, line: &[u8]) {
+    pub(super) fn dispatch(&mut self, line: &[u8]) {
         let cmd = match parse_command(line) {
             Ok(cmd) => cmd,
             Err(e) => return self.refuse("command", RefuseReason::Syntax(e)),
@@ -51,7 +51,6 @@ impl Session {
                 self.refuse("command", RefuseReason::NotImplemented(verb));
             }
         }
-        let _ = now;
     }
 
     /// HELO / EHLO (§4.1.1.1): the name is recorded, never checked against

@@ -261,10 +261,10 @@ impl Session {
         match line {
             Line::TooLong => self.refuse("command", RefuseReason::LineTooLong),
             Line::BareLineEnding => self.refuse("command", RefuseReason::BareLineEndingInCommand),
-            Line::InInput(range) => self.dispatch(now, &input[range]),
+            Line::InInput(range) => self.dispatch(&input[range]),
             Line::Carried => {
                 let carried = self.lines.take_carried();
-                self.dispatch(now, &carried);
+                self.dispatch(&carried);
                 self.lines.restore(carried);
             }
         }
