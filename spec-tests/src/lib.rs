@@ -1,1 +1,43 @@
-//! Transcript harness for hato's RFC spec tests.
+//! Transcript harness for hato's RFC spec tests (DESIGN.md §6.3).
+//!
+//! A transcript (`transcripts/NNN-name.txt`, format in [`transcript`]) is
+//! what a client sends; the harness runs it three times and writes down the
+//! conversation each time:
+//!
+//! 1. against the sans-IO core ([`core_run::run_core`]) on a virtual clock,
+//!    the way a front end drives it; this rendering is the insta snapshot;
+//! 2. against `hato` and 3. against `hato-smol` ([`server::Server`]), over
+//!    TCP on 127.0.0.1 ([`tcp::run_tcp`]), each of which must render
+//!    exactly the same text.
+//!
+//! The rendering ([`render::Conversation`]) interleaves the client's steps
+//! (`C:` as written in the transcript, `W:` for pauses) with the server's
+//! reply lines (`S:`) and notes (`-- closed`, `-- client hangs up`). Only
+//! the queue id in `queued as ID` is normalized.
+
+pub mod core_run;
+pub mod render;
+pub mod server;
+pub mod setup;
+pub mod tcp;
+pub mod transcript;
+
+use std::path::PathBuf;
+
+use transcript::Transcript;
+
+/// Returns the directory holding the transcript files.
+pub fn transcripts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("transcripts")
+}
+
+/// Reads and parses `transcripts/{name}.txt`.
+///
+/// # Errors
+/// The file cannot be read or does not follow the format.
+pub fn load(name: &str) -> Result<Transcript, String> {
+    let path = transcripts_dir().join(format!("{name}.txt"));
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    Transcript::parse(name, &text).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,103 @@
+//! The server's setup for a transcript: the configuration file (the same
+//! text for the core and both binaries) and the users file.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hato_core::config::{Config, Overrides};
+use hato_core::directory::Directory;
+
+use crate::transcript::Transcript;
+
+/// The server's host name in every transcript.
+pub const HOSTNAME: &str = "mail.example.test";
+
+/// The users file of every transcript: two receive-only mailboxes.
+pub const USERS: &str = "alice@example.test:!\nbob@example.test:!\n";
+
+/// Returns the `hato.toml` text for `t`: host name, data directory, both
+/// listeners on loopback with port 0, then the transcript's overrides
+/// grouped per table (an override replaces a default of the same key).
+pub fn config_toml(t: &Transcript, data_dir: &Path) -> String {
+    let mut tables: Vec<(String, Vec<String>)> = vec![
+        (
+            String::new(),
+            vec![
+                format!("hostname = {}", toml_string(HOSTNAME)),
+                format!(
+                    "data_dir = {}",
+                    toml_string(&data_dir.display().to_string())
+                ),
+            ],
+        ),
+        (
+            "listen".into(),
+            vec![
+                r#"smtp = ["127.0.0.1:0"]"#.into(),
+                r#"submission = ["127.0.0.1:0"]"#.into(),
+            ],
+        ),
+    ];
+    for (table, line) in &t.config {
+        let key = line.split('=').next().unwrap_or("").trim().to_owned();
+        let idx = match tables.iter().position(|(name, _)| name == table) {
+            Some(i) => i,
+            None => {
+                tables.push((table.clone(), Vec::new()));
+                tables.len() - 1
+            }
+        };
+        let lines = &mut tables[idx].1;
+        lines.retain(|l| l.split('=').next().unwrap_or("").trim() != key);
+        lines.push(line.clone());
+    }
+    let mut text = String::new();
+    for (name, lines) in tables {
+        if !name.is_empty() {
+            text.push_str(&format!("\n[{name}]\n"));
+        }
+        for line in lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// Quotes `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Loads the configuration the core runs `t` with: the same text the
+/// binaries get, read by [`Config::load`] without command-line overrides.
+///
+/// # Errors
+/// The configuration error, with the text that caused it.
+pub fn core_config(t: &Transcript) -> Result<Arc<Config>, String> {
+    let text = config_toml(t, Path::new("/nonexistent/hato-spec-core"));
+    Config::load(Some(&text), &Overrides::default())
+        .map(Arc::new)
+        .map_err(|e| format!("config error: {e}\n--- hato.toml ---\n{text}"))
+}
+
+/// Returns the directory of [`USERS`].
+///
+/// # Errors
+/// The users file error (a bug in this crate).
+pub fn core_directory() -> Result<Arc<Directory>, String> {
+    Directory::parse(USERS)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
