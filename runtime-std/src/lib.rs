@@ -3,9 +3,9 @@
 //! the command line. Blocking file work is written once, here; `hato-smol`
 //! calls it through `smol::unblock`.
 
-pub mod delivery;
-pub mod log;
-pub mod store;
 pub mod cli;
+pub mod delivery;
 pub mod host;
+pub mod log;
 pub mod serve;
+pub mod store;
