@@ -52,6 +52,8 @@ pub enum RefuseReason {
     ShuttingDown,
     /// The message could not be written to the queue (disk full, I/O error).
     QueueUnavailable(String),
+    /// A non-ASCII address in a transaction without SMTPUTF8 (RFC 6531 §3.5).
+    Utf8WithoutSmtputf8,
     /// More connections than `limits.max_connections`.
     TooManyConnections(usize),
     /// More connections from one address than `limits.max_connections_per_host`.
@@ -111,6 +113,11 @@ impl RefuseReason {
                 Enhanced(4, 3, 0),
                 "Local error in processing; try again later",
             ),
+            Self::Utf8WithoutSmtputf8 => Reply::fixed(
+                553,
+                Enhanced(5, 6, 7),
+                "Non-ASCII address needs MAIL FROM with SMTPUTF8",
+            ),
             Self::TooManyConnections(_) => Reply::fixed(
                 421,
                 Enhanced(4, 7, 0),
@@ -152,6 +159,7 @@ impl fmt::Display for RefuseReason {
             Self::Timeout(what) => write!(f, "timeout waiting for {what}"),
             Self::ShuttingDown => f.write_str("server shutting down"),
             Self::QueueUnavailable(e) => write!(f, "queue unavailable: {e}"),
+            Self::Utf8WithoutSmtputf8 => f.write_str("non-ASCII address without SMTPUTF8"),
             Self::TooManyConnections(n) => write!(f, "too many connections (limit {n})"),
             Self::TooManyConnectionsFromHost(n) => {
                 write!(f, "too many connections from this address (limit {n})")

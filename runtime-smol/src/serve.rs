@@ -144,7 +144,7 @@ async fn drive(conn: Connection, mut stream: Async<TcpStream>) -> io::Result<()>
         )
         .await?;
         if session.is_closed() {
-            let _ = stream.get_ref().shutdown(Shutdown::Both);
+            linger_close(&mut stream).await;
             return Ok(());
         }
         if start < end {
@@ -235,6 +235,32 @@ async fn drain(
                 .map_err(io::Error::other)?;
         }
     }
+}
+
+/// How long a closing connection's unread input is drained.
+const LINGER: Duration = Duration::from_secs(1);
+/// How much unread input a closing connection drains at most.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes after the last reply without a TCP reset (see the blocking front
+/// end's `linger_close`): half-close, then drain leftovers for a bounded time.
+async fn linger_close(stream: &mut Async<TcpStream>) {
+    let _ = stream.get_ref().shutdown(Shutdown::Write);
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    drain
+        .or(async {
+            Timer::after(LINGER).await;
+        })
+        .await;
 }
 
 fn take(host: &mut Option<Connection>) -> io::Result<Connection> {

@@ -111,7 +111,7 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
     loop {
         drain(&mut conn, &mut session, &mut stream, &mut out, &mut body)?;
         if session.is_closed() {
-            let _ = stream.shutdown(Shutdown::Both);
+            linger_close(&mut stream);
             return Ok(());
         }
         if start < end {
@@ -179,6 +179,38 @@ fn drain(
             session
                 .handle_verdict(Instant::now(), verdict)
                 .map_err(io::Error::other)?;
+        }
+    }
+}
+
+/// How long a closing connection's unread input is drained.
+const LINGER: Duration = Duration::from_secs(1);
+/// How much unread input a closing connection drains at most.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes after the last reply without a TCP reset: closing a socket that
+/// still holds unread input (pipelined commands after QUIT, a client that
+/// kept talking after 421) makes the kernel send a reset, which can destroy
+/// the final reply before the client reads it. So: half-close, then drain
+/// the client's leftovers for a bounded time.
+fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        else {
+            break;
+        };
+        if stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
         }
     }
 }

@@ -44,10 +44,11 @@ pub fn check_recipient(
     if let Some(target) = alias(cfg, local, &domain) {
         return Ok(resolve_target(cfg, dir, target));
     }
-    // Only a plain dot-string can name a mailbox; quoted forms and the
-    // relay tricks that hide another address in the local part (%, !, @)
-    // never exist in the users file, so they end here as unknown users.
-    if !mailbox.local.quoted && dir.contains(local, &domain) {
+    // A quoted local part means its content (RFC 5322 §3.4.1), so
+    // "alice"@ours is alice. The relay tricks that hide another address in
+    // the local part (%, !, @, quoted or not) never name a mailbox, since
+    // the users file admits only letters, digits and . _ + -.
+    if dir.contains(local, &domain) {
         return Ok(Destination::Local(
             format!("{local}@{domain}").to_ascii_lowercase(),
         ));
@@ -186,6 +187,26 @@ mod tests {
         assert_eq!(d, Ok(Destination::Local("alice@example.test".into())));
         let d = check_recipient(&cfg(), &dir(), &outsider(), &to("sales", "example.test"));
         assert_eq!(d, Ok(Destination::Remote("bob@partner.example".into())));
+    }
+
+    #[test]
+    fn quoted_local_part_means_its_content() {
+        let quoted = |value: &str| ForwardPath::Mailbox {
+            mailbox: Mailbox {
+                local: LocalPart {
+                    value: value.into(),
+                    quoted: true,
+                },
+                host: Host::Domain(Domain::new("example.test")),
+            },
+            had_route: false,
+        };
+        let d = check_recipient(&cfg(), &dir(), &outsider(), &quoted("alice"));
+        assert_eq!(d, Ok(Destination::Local("alice@example.test".into())));
+        for trick in ["alice@example.test", "bob%other.example", "a!b"] {
+            let d = check_recipient(&cfg(), &dir(), &outsider(), &quoted(trick));
+            assert!(matches!(d, Err(RefuseReason::UnknownUser(_))), "{trick}");
+        }
     }
 
     #[test]

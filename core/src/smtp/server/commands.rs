@@ -85,6 +85,9 @@ impl Session {
         if self.peer.listener == ListenerKind::Submission && !self.authenticated {
             return self.refuse("mail", RefuseReason::AuthRequired);
         }
+        if !params.smtputf8 && !from.to_string().is_ascii() {
+            return self.refuse("mail", RefuseReason::Utf8WithoutSmtputf8);
+        }
         let limit = self.cfg.limits.max_message_size;
         if let Some(declared) = params.size.filter(|&s| s > limit) {
             return self.refuse(
@@ -115,6 +118,9 @@ impl Session {
         let max = self.cfg.limits.max_recipients;
         if tx.recipients.len() >= max {
             return self.refuse("rcpt", RefuseReason::TooManyRecipients(max));
+        }
+        if !tx.params.smtputf8 && !to.to_string().is_ascii() {
+            return self.refuse("rcpt", RefuseReason::Utf8WithoutSmtputf8);
         }
         let client = Client {
             ip: self.peer.remote.ip(),

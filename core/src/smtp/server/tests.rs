@@ -419,3 +419,19 @@ fn large_message_streams_in_bounded_chunks() {
     assert!(max_chunk <= BODY_CHUNK + 1000, "chunk {max_chunk}");
     assert!(d.events.contains(&Event::DataEnd { size: 1_000_000 }));
 }
+
+#[test]
+fn non_ascii_address_needs_smtputf8() {
+    let mut d = Driver::new();
+    let out = d.send("EHLO c\r\nMAIL FROM:<jos\u{e9}@remote.example>\r\n".as_bytes());
+    assert!(out.ends_with("553 5.6.7 Non-ASCII address needs MAIL FROM with SMTPUTF8\r\n"));
+    let out = d.send(
+        "MAIL FROM:<a@remote.example>\r\nRCPT TO:<r\u{e9}mi@elsewhere.example>\r\n".as_bytes(),
+    );
+    assert!(out.ends_with("553 5.6.7 Non-ASCII address needs MAIL FROM with SMTPUTF8\r\n"));
+    let out = d.send("RSET\r\nMAIL FROM:<jos\u{e9}@remote.example> SMTPUTF8\r\nRCPT TO:<r\u{e9}mi@elsewhere.example>\r\n".as_bytes());
+    assert!(
+        out.ends_with("250 2.1.0 Sender ok\r\n250 2.1.5 Recipient ok\r\n"),
+        "{out}"
+    );
+}
