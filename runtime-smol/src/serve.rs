@@ -12,6 +12,8 @@ use hato_core::policy::ListenerKind;
 use hato_core::smtp::server::{Peer, Session};
 use hato_runtime_std::host::{Connection, Server};
 use hato_runtime_std::log::Line;
+use hato_runtime_std::signals;
+use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use smol::{Async, Executor, Timer};
@@ -19,12 +21,23 @@ use smol::{Async, Executor, Timer};
 /// Socket read buffer per connection.
 const READ_BUFFER: usize = 16 * 1024;
 
-/// Runs the server until the process is stopped.
+/// Runs the server until SIGTERM or SIGINT, then stops gracefully: the
+/// listeners close, live sessions get 421, local delivery finishes the
+/// message in hand, and `run` returns.
 ///
 /// # Errors
 /// When the data directory cannot be opened or a listener cannot bind.
 pub(crate) fn run(cfg: Config) -> io::Result<()> {
     let server = Server::start(cfg)?;
+    // Every task holds the receiver; dropping the sender wakes them all.
+    let (stop_tx, stop) = smol::channel::bounded::<()>(1);
+    {
+        let server = Arc::clone(&server);
+        signals::on_terminate(move |signal| {
+            server.begin_stop(signal);
+            drop(stop_tx);
+        })?;
+    }
     let ex = Arc::new(Executor::new());
     let mut listeners = Vec::new();
     for (kind, addrs) in [
@@ -43,13 +56,14 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
         }
     }
     for (listener, kind) in listeners {
-        ex.spawn(accept_loop(
+        let task = accept_loop(
             Arc::clone(&server),
             Arc::clone(&ex),
             listener,
             kind,
-        ))
-        .detach();
+            stop.clone(),
+        );
+        ex.spawn(task).detach();
     }
     // One executor thread per core; blocking work goes to smol's pool.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -60,7 +74,12 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
             smol::block_on(ex.run(smol::future::pending::<()>()));
         }));
     }
-    smol::block_on(ex.run(smol::future::pending::<()>()));
+    smol::block_on(ex.run(async {
+        let _ = stop.recv().await;
+    }));
+    // The other executor threads keep the sessions' tasks running while
+    // finish_stop waits for them.
+    server.finish_stop();
     Ok(())
 }
 
@@ -69,13 +88,24 @@ async fn accept_loop(
     ex: Arc<Executor<'static>>,
     listener: Async<TcpListener>,
     kind: ListenerKind,
+    stop: Receiver<()>,
 ) {
     loop {
-        match listener.accept().await {
+        let accepted = async { Some(listener.accept().await) }
+            .or(async {
+                let _ = stop.recv().await;
+                None
+            })
+            .await;
+        let Some(accepted) = accepted else {
+            return;
+        };
+        match accepted {
             Ok((stream, remote)) => {
                 let server = Arc::clone(&server);
+                let stop = stop.clone();
                 ex.spawn(async move {
-                    if let Err(e) = connection(server, stream, remote, kind).await {
+                    if let Err(e) = connection(server, stream, remote, kind, stop).await {
                         Line::new("error")
                             .kv("what", "connection")
                             .kv("error", e)
@@ -100,6 +130,7 @@ async fn connection(
     mut stream: Async<TcpStream>,
     remote: SocketAddr,
     kind: ListenerKind,
+    stop: Receiver<()>,
 ) -> io::Result<()> {
     let local = stream.get_ref().local_addr()?;
     let peer = Peer {
@@ -116,16 +147,21 @@ async fn connection(
         }
     };
     stream.get_ref().set_nodelay(true)?;
-    drive(conn, stream).await
+    drive(conn, stream, stop).await
 }
 
 /// What woke the session up.
 enum Wake {
     Read(io::Result<usize>),
     Timeout,
+    Stop,
 }
 
-async fn drive(conn: Connection, mut stream: Async<TcpStream>) -> io::Result<()> {
+async fn drive(
+    conn: Connection,
+    mut stream: Async<TcpStream>,
+    stop: Receiver<()>,
+) -> io::Result<()> {
     let write_timeout = conn.config().timeouts.command;
     let mut session = conn.new_session(Instant::now());
     let mut host = Some(conn);
@@ -155,18 +191,22 @@ async fn drive(conn: Connection, mut stream: Async<TcpStream>) -> io::Result<()>
             }
             continue;
         }
-        let read = async { Wake::Read(stream.read(&mut buf).await) };
-        let wake = match session.poll_timeout() {
-            Some((deadline, _)) => {
-                read.or(async {
-                    Timer::at(deadline).await;
-                    Wake::Timeout
-                })
-                .await
-            }
-            None => read.await,
-        };
+        let deadline = session.poll_timeout().map(|(d, _)| d);
+        let wake = async { Wake::Read(stream.read(&mut buf).await) }
+            .or(async {
+                match deadline {
+                    Some(d) => Timer::at(d).await,
+                    None => Timer::never().await,
+                };
+                Wake::Timeout
+            })
+            .or(async {
+                let _ = stop.recv().await;
+                Wake::Stop
+            })
+            .await;
         match wake {
+            Wake::Stop => session.shutdown(Instant::now()),
             Wake::Read(Ok(0)) => session.handle_eof(Instant::now()),
             Wake::Read(Ok(n)) => (start, end) = (0, n),
             Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -6,9 +6,9 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hato_core::config::Config;
 use hato_core::policy::{ConnectionTable, Destination};
@@ -31,6 +31,7 @@ pub struct Server {
     delivery: DeliveryHandle,
     connections: Mutex<ConnectionTable>,
     next_session: AtomicU64,
+    stopping: AtomicBool,
 }
 
 impl Server {
@@ -52,6 +53,7 @@ impl Server {
             delivery,
             connections: Mutex::new(ConnectionTable::default()),
             next_session: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
         }))
     }
 
@@ -62,11 +64,14 @@ impl Server {
     /// The bytes of the 421 reply.
     pub fn admit(self: &Arc<Self>, peer: Peer) -> Result<Connection, Vec<u8>> {
         let id = format!("{:X}", self.next_session.fetch_add(1, Ordering::Relaxed));
-        let admitted = self
-            .connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admit(peer.remote.ip(), &self.cfg.limits);
+        let admitted = if self.is_stopping() {
+            Err(RefuseReason::ShuttingDown)
+        } else {
+            self.connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(peer.remote.ip(), &self.cfg.limits)
+        };
         if let Err(reason) = admitted {
             let reply = reason.reply();
             log_refusal(&id, peer.remote.ip(), "connect", reply.code, &reason, None);
@@ -91,6 +96,45 @@ impl Server {
         })
     }
 
+    /// Starts a graceful stop: new connections get 421 from now on; the
+    /// front end tells live sessions to end with 421.
+    pub fn begin_stop(&self, signal: &str) {
+        self.stopping.store(true, Ordering::SeqCst);
+        Line::new("stopping")
+            .kv("signal", signal)
+            .kv("live", self.live_connections())
+            .emit();
+    }
+
+    /// Tells whether a stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Returns how many connections are admitted and not yet closed.
+    pub fn live_connections(&self) -> usize {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total()
+    }
+
+    /// Waits (bounded by [`STOP_GRACE`]) for live sessions to end, lets
+    /// local delivery finish the message in hand, and logs the stop.
+    /// Blocking: the caller exits afterwards.
+    pub fn finish_stop(&self) {
+        let deadline = Instant::now() + STOP_GRACE;
+        while self.live_connections() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = self.live_connections();
+        self.delivery.shutdown();
+        Line::new("stopped")
+            .kv("how", "graceful")
+            .kv("abandoned", left)
+            .emit();
+    }
+
     /// Logs that a listener is ready; tests read the address from this line.
     pub fn log_listening(&self, listener: &str, addr: std::net::SocketAddr) {
         Line::new("listening")
@@ -100,6 +144,9 @@ impl Server {
             .emit();
     }
 }
+
+/// How long a graceful stop waits for live sessions.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What a session event asks the front end to do on disk.
 #[derive(Debug)]
@@ -158,6 +205,12 @@ impl Connection {
     /// Returns the configuration in force.
     pub fn config(&self) -> &Config {
         &self.server.cfg
+    }
+
+    /// Tells whether the server is stopping (a read that ends now should
+    /// end the session with 421, not as a client hang-up).
+    pub fn is_stopping(&self) -> bool {
+        self.server.is_stopping()
     }
 
     /// Returns the session id used in log lines.

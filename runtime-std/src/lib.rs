@@ -8,4 +8,5 @@ pub mod delivery;
 pub mod host;
 pub mod log;
 pub mod serve;
+pub mod signals;
 pub mod store;

@@ -2,9 +2,11 @@
 //! `limits.max_connections`), small stacks, socket read timeouts taken from
 //! the session's `poll_timeout`. Made for low-end hardware.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,18 +16,64 @@ use hato_core::smtp::server::{Peer, Session};
 
 use crate::host::{Connection, Server};
 use crate::log::Line;
+use crate::signals;
 
 /// Stack of a connection thread: the session keeps its buffers on the heap.
 const CONNECTION_STACK: usize = 256 * 1024;
 /// Socket read buffer per connection.
 const READ_BUFFER: usize = 16 * 1024;
 
-/// Runs the server until the process is stopped.
+/// The sockets of live sessions, so that a stop can end their blocked reads.
+#[derive(Debug, Default)]
+struct Live {
+    next: AtomicU64,
+    sockets: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Live {
+    fn add(&self, stream: &TcpStream) -> Option<u64> {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        let clone = stream.try_clone().ok()?;
+        self.lock().insert(key, clone);
+        Some(key)
+    }
+
+    fn remove(&self, key: Option<u64>) {
+        if let Some(key) = key {
+            self.lock().remove(&key);
+        }
+    }
+
+    /// Ends every blocked read: each session then answers 421 and closes.
+    fn stop_reading(&self) {
+        for socket in self.lock().values() {
+            let _ = socket.shutdown(Shutdown::Read);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT, then stops gracefully: new
+/// connections and live sessions get 421, local delivery finishes the
+/// message in hand, and the process exits.
 ///
 /// # Errors
 /// When the data directory cannot be opened or a listener cannot bind.
 pub fn run(cfg: Config) -> io::Result<()> {
     let server = Server::start(cfg)?;
+    let live = Arc::new(Live::default());
+    {
+        let (server, live) = (Arc::clone(&server), Arc::clone(&live));
+        signals::on_terminate(move |signal| {
+            server.begin_stop(signal);
+            live.stop_reading();
+            server.finish_stop();
+            std::process::exit(0);
+        })?;
+    }
     let mut acceptors = Vec::new();
     for (kind, addrs) in [
         (ListenerKind::Smtp, &server.cfg.listen.smtp),
@@ -39,8 +87,10 @@ pub fn run(cfg: Config) -> io::Result<()> {
                 )
             })?;
             server.log_listening(kind.as_str(), listener.local_addr()?);
-            let server = Arc::clone(&server);
-            acceptors.push(thread::spawn(move || accept_loop(&server, &listener, kind)));
+            let (server, live) = (Arc::clone(&server), Arc::clone(&live));
+            acceptors.push(thread::spawn(move || {
+                accept_loop(&server, &live, &listener, kind)
+            }));
         }
     }
     for a in acceptors {
@@ -49,10 +99,10 @@ pub fn run(cfg: Config) -> io::Result<()> {
     Ok(())
 }
 
-fn accept_loop(server: &Arc<Server>, listener: &TcpListener, kind: ListenerKind) {
+fn accept_loop(server: &Arc<Server>, live: &Arc<Live>, listener: &TcpListener, kind: ListenerKind) {
     for stream in listener.incoming() {
         match stream {
-            Ok(stream) => spawn_connection(server, stream, kind),
+            Ok(stream) => spawn_connection(server, live, stream, kind),
             Err(e) => {
                 Line::new("error")
                     .kv("what", "accept")
@@ -65,7 +115,12 @@ fn accept_loop(server: &Arc<Server>, listener: &TcpListener, kind: ListenerKind)
     }
 }
 
-fn spawn_connection(server: &Arc<Server>, mut stream: TcpStream, kind: ListenerKind) {
+fn spawn_connection(
+    server: &Arc<Server>,
+    live: &Arc<Live>,
+    mut stream: TcpStream,
+    kind: ListenerKind,
+) {
     let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
@@ -82,16 +137,19 @@ fn spawn_connection(server: &Arc<Server>, mut stream: TcpStream, kind: ListenerK
             return;
         }
     };
+    let live = Arc::clone(live);
     let spawned = thread::Builder::new()
         .name(format!("smtp-{}", conn.id()))
         .stack_size(CONNECTION_STACK)
         .spawn(move || {
+            let key = live.add(&stream);
             if let Err(e) = drive(conn, stream) {
                 Line::new("error")
                     .kv("what", "connection")
                     .kv("error", e)
                     .emit();
             }
+            live.remove(key);
         });
     if let Err(e) = spawned {
         Line::new("error").kv("what", "spawn").kv("error", e).emit();
@@ -134,6 +192,7 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
         };
         stream.set_read_timeout(timeout)?;
         match stream.read(&mut buf) {
+            Ok(0) if conn.is_stopping() => session.shutdown(Instant::now()),
             Ok(0) => session.handle_eof(Instant::now()),
             Ok(n) => (start, end) = (0, n),
             Err(e)
