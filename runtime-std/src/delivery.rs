@@ -257,7 +257,7 @@ impl Agent {
             }
             Err(e) => return self.failed(id, &format!("cannot read queue file: {e}")),
         };
-        let done = match self.store.delivered(id) {
+        let done = match self.reconcile(&env) {
             Ok(done) => done,
             Err(e) => return self.failed(id, &format!("cannot read progress file: {e}")),
         };
@@ -316,7 +316,7 @@ impl Agent {
             .store
             .open_body(&env.id)
             .map_err(|e| format!("cannot read queue file: {e}"))?;
-        let path = maildir::deliver(
+        let prepared = maildir::prepare(
             self.store.mailbox_root(),
             address,
             &self.cfg.hostname,
@@ -324,6 +324,53 @@ impl Agent {
             body,
         )
         .map_err(|e| format!("maildir delivery to {address} failed: {e}"))?;
+        // The intent makes the rename below recognisable after a crash, so
+        // that a delivered-but-not-yet-recorded copy is never made twice.
+        self.store
+            .record_intent(&env.id, idx, prepared.name())
+            .map_err(|e| format!("cannot record delivery intent: {e}"))?;
+        let path = prepared
+            .commit()
+            .map_err(|e| format!("maildir delivery to {address} failed: {e}"))?;
+        self.record_done(env, idx, address, &file_name(&path), false)
+    }
+
+    /// Returns the recipients of `env` already delivered, first settling
+    /// every intent left by a crash: a Maildir file that reached `new/` (or
+    /// `cur/`) counts as delivered; a leftover in `tmp/` is removed.
+    fn reconcile(&self, env: &QueueEnvelope) -> io::Result<Vec<usize>> {
+        let mut done = self.store.delivered(&env.id)?;
+        for (idx, name) in self.store.intents(&env.id)? {
+            if done.binary_search(&idx).is_ok() {
+                continue;
+            }
+            let Some(Destination::Local(address)) = env.recipients.get(idx).map(|r| &r.destination)
+            else {
+                continue;
+            };
+            let root = self.store.mailbox_root();
+            if maildir::is_delivered(root, address, &name)? {
+                if self.record_done(env, idx, address, &name, true).is_ok() {
+                    if let Err(pos) = done.binary_search(&idx) {
+                        done.insert(pos, idx);
+                    }
+                }
+            } else {
+                maildir::remove_leftover(root, address, &name);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Records recipient `idx` as done and logs the delivery.
+    fn record_done(
+        &self,
+        env: &QueueEnvelope,
+        idx: usize,
+        address: &str,
+        file: &str,
+        recovered: bool,
+    ) -> Result<(), String> {
         let original = env
             .recipients
             .get(idx)
@@ -334,15 +381,14 @@ impl Agent {
                     .kv("id", &env.id)
                     .kv("to", original)
                     .kv("mailbox", address)
-                    .kv("file", file_name(&path))
+                    .kv("file", file)
+                    .opt("recovered", recovered.then_some("yes"))
                     .emit();
                 Ok(())
             }
-            // Delivered, but not recorded: the next try delivers again
-            // (a duplicate rather than a loss).
+            // The intent stays: the next try finds the file and records it.
             Err(e) => Err(format!(
-                "delivered to {address} ({}) but cannot record it: {e}",
-                file_name(&path)
+                "delivered to {address} ({file}) but cannot record it yet: {e}"
             )),
         }
     }

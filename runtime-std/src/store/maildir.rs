@@ -41,22 +41,74 @@ pub fn mailbox_dir(mailbox_root: &Path, address: &str) -> io::Result<PathBuf> {
     Ok(mailbox_root.join(domain).join(local))
 }
 
-/// Delivers `message` (CRLF line endings) to the Maildir of `address`
-/// (`local@domain`) under `mailbox_root`, creating the Maildir (0700) when
-/// needed; `from` is the reverse-path, with or without brackets. Returns
-/// the path of the new file in `new/`.
+/// Delivers `message` into the Maildir of `address` in one go:
+/// [`prepare`], then [`Prepared::commit`]. Returns the path in `new/`.
 ///
 /// # Errors
-/// `InvalidInput` for a bad mailbox name or a sender with control
-/// characters; any I/O error (the message is then not delivered and no
-/// file is left in `tmp/`).
+/// Any file-system error; nothing is left in `new/` then.
 pub fn deliver(
     mailbox_root: &Path,
     address: &str,
     hostname: &str,
     from: &str,
-    mut message: impl Read,
+    message: impl Read,
 ) -> io::Result<PathBuf> {
+    prepare(mailbox_root, address, hostname, from, message)?.commit()
+}
+
+/// A message written and fsynced in `tmp/`, not yet visible to readers.
+/// Dropped without [`Prepared::commit`], its file is removed.
+#[derive(Debug)]
+#[must_use]
+pub struct Prepared {
+    name: String,
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Prepared {
+    /// Returns the unique file name, the same in `tmp/` and `new/`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Moves the file into `new/` and fsyncs `new/`: from here on the
+    /// message is delivered. Returns its path.
+    ///
+    /// # Errors
+    /// The rename or the sync failed; the file is removed from `tmp/`.
+    pub fn commit(mut self) -> io::Result<PathBuf> {
+        let new = self.dir.join("new");
+        let new_path = new.join(&self.name);
+        fs::rename(self.dir.join("tmp").join(&self.name), &new_path)?;
+        self.committed = true;
+        fsutil::sync_dir(&new)?;
+        Ok(new_path)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(self.dir.join("tmp").join(&self.name));
+        }
+    }
+}
+
+/// Writes `message` into `tmp/<unique>` of the Maildir of `address` with
+/// `Return-Path: <from>` and `Delivered-To: <address>` prepended (RFC 5321
+/// §4.4), CRLF turned into LF, and fsyncs it.
+///
+/// # Errors
+/// An invalid mailbox name, a control character in `from`, or any
+/// file-system error (the `tmp/` file is removed then).
+pub fn prepare(
+    mailbox_root: &Path,
+    address: &str,
+    hostname: &str,
+    from: &str,
+    mut message: impl Read,
+) -> io::Result<Prepared> {
     let dir = mailbox_dir(mailbox_root, address)?;
     if from.chars().any(char::is_control) {
         return Err(io::Error::new(
@@ -64,37 +116,92 @@ pub fn deliver(
             "control character in sender",
         ));
     }
-    let (tmp, new) = (dir.join("tmp"), dir.join("new"));
     for sub in ["tmp", "new", "cur"] {
         fsutil::create_private_dir_all(&dir.join(sub))?;
     }
-    let (name, file) = create_unique(&tmp, hostname)?;
-    let tmp_path = tmp.join(&name);
-    let result = (|| {
-        let mut out = BufWriter::with_capacity(64 * 1024, file);
-        let from = if from.starts_with('<') {
-            from.to_owned()
-        } else {
-            format!("<{from}>")
-        };
-        write!(
-            out,
-            "Return-Path: {from}\nDelivered-To: {}\n",
-            address.to_ascii_lowercase()
-        )?;
-        copy_crlf_to_lf(&mut message, &mut out)?;
-        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        drop(file);
-        let new_path = new.join(&name);
-        fs::rename(&tmp_path, &new_path)?;
-        fsutil::sync_dir(&new)?;
-        Ok(new_path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp_path);
+    let (name, file) = create_unique(&dir.join("tmp"), hostname)?;
+    let prepared = Prepared {
+        name,
+        dir,
+        committed: false,
+    };
+    let mut out = BufWriter::with_capacity(64 * 1024, file);
+    let from = if from.starts_with('<') {
+        from.to_owned()
+    } else {
+        format!("<{from}>")
+    };
+    write!(
+        out,
+        "Return-Path: {from}\nDelivered-To: {}\n",
+        address.to_ascii_lowercase()
+    )?;
+    copy_crlf_to_lf(&mut message, &mut out)?;
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    Ok(prepared)
+}
+
+/// Tells whether the message named `name` reached the Maildir of
+/// `address`: it is in `new/`, or a reader moved it to `cur/` (where it may
+/// carry `:2,FLAGS`). Used after a crash to learn whether a delivery whose
+/// intent was recorded got as far as `new/`.
+///
+/// # Errors
+/// The mailbox directory cannot be read.
+pub fn is_delivered(mailbox_root: &Path, address: &str, name: &str) -> io::Result<bool> {
+    check_name(name)?;
+    let dir = mailbox_dir(mailbox_root, address)?;
+    if dir.join("new").join(name).exists() {
+        return Ok(true);
     }
-    result
+    let cur = match fs::read_dir(dir.join("cur")) {
+        Ok(cur) => cur,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in cur {
+        let entry = entry?;
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if file == name
+            || file
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(':'))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes `tmp/<name>` left by a delivery cut off by a crash.
+pub fn remove_leftover(mailbox_root: &Path, address: &str, name: &str) {
+    if check_name(name).is_err() {
+        return;
+    }
+    if let Ok(dir) = mailbox_dir(mailbox_root, address) {
+        let _ = fs::remove_file(dir.join("tmp").join(name));
+    }
+}
+
+/// Checks that a file name read back from disk is a plain name (it comes
+/// from the progress file, so it is data: never let it climb out of the
+/// Maildir).
+fn check_name(name: &str) -> io::Result<()> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+        && !name.chars().any(char::is_control);
+    if plain {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a Maildir file name",
+        ))
+    }
 }
 
 /// Creates `tmp/<unique>` (0600), trying a few names should one exist.

@@ -10,6 +10,13 @@
 //! better than a loss). Later versions may add words after the number,
 //! separated by a space; readers take the first word.
 //!
+//! Local delivery also writes an intent line, `intent <index> <name>`,
+//! fsynced *before* it renames the Maildir file `<name>` into `new/`. After
+//! a crash between that rename and the done line, the recipient counts as
+//! delivered if `<name>` is in its Maildir: exactly once, not "at worst
+//! twice". (Readers that know only done lines skip intent lines, whose
+//! first word is not a number.)
+//!
 //! The queue file is removed before its progress file; a progress file
 //! whose queue file is gone is removed by [`Store::open`].
 
@@ -55,6 +62,48 @@ impl Store {
         Ok(done)
     }
 
+    /// Returns the intents recorded for `id`: (recipient index, Maildir
+    /// file name), in the order written.
+    ///
+    /// # Errors
+    /// The progress file exists but cannot be read.
+    pub fn intents(&self, id: &str) -> io::Result<Vec<(usize, String)>> {
+        let text = match fs::read(self.progress_path(id)?) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .split_inclusive(|&b| b == b'\n')
+            .filter(|line| line.ends_with(b"\n"))
+            .filter_map(|line| {
+                let line = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
+                let mut words = line.split(' ');
+                if words.next()? != "intent" {
+                    return None;
+                }
+                let idx = words.next()?.parse().ok()?;
+                let name = words.next()?.to_owned();
+                words.next().is_none().then_some((idx, name))
+            })
+            .collect())
+    }
+
+    /// Records, durably, that recipient `idx` of `id` is about to be
+    /// delivered as Maildir file `name` (see the module docs).
+    ///
+    /// # Errors
+    /// The file cannot be written or synced; the delivery must not go on.
+    pub fn record_intent(&self, id: &str, idx: usize, name: &str) -> io::Result<()> {
+        if name.is_empty() || name.contains([' ', '\n']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad Maildir name",
+            ));
+        }
+        self.append_progress(id, &format!("intent {idx} {name}\n"))
+    }
+
     /// Records that recipient `idx` of `id` is finished, durably: appends
     /// the line and fsyncs the file (and `queue/` when the file is new).
     ///
@@ -62,6 +111,10 @@ impl Store {
     /// The file cannot be written or synced; the recipient then counts as
     /// not delivered.
     pub fn mark_delivered(&self, id: &str, idx: usize) -> io::Result<()> {
+        self.append_progress(id, &format!("{idx}\n"))
+    }
+
+    fn append_progress(&self, id: &str, line: &str) -> io::Result<()> {
         let path = self.progress_path(id)?;
         let mut opts = OpenOptions::new();
         opts.append(true);
@@ -72,7 +125,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (opts.open(&path)?, false),
             Err(e) => return Err(e),
         };
-        file.write_all(format!("{idx}\n").as_bytes())?;
+        file.write_all(line.as_bytes())?;
         file.sync_data()?;
         if created {
             fsutil::sync_dir(&self.queue)?;
@@ -100,5 +153,25 @@ mod tests {
         f.write_all(b"junk\n7 remote\n1").unwrap(); // "1" was cut short
         let store = Store::attach(t.path()).unwrap();
         assert_eq!(store.delivered(&id).unwrap(), vec![0, 2, 7]);
+    }
+
+    #[test]
+    fn intents_are_read_back_and_are_not_done_marks() {
+        let t = TestDir::new("intents");
+        let store = Store::open(t.path()).unwrap();
+        let id = store.new_queue_id();
+        store
+            .record_intent(&id, 1, "1700000000.M1P2Q3.host")
+            .unwrap();
+        store.mark_delivered(&id, 0).unwrap();
+        let path = store.progress_path(&id).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"intent 2 torn").unwrap(); // cut short by a crash
+        assert_eq!(store.delivered(&id).unwrap(), vec![0]);
+        assert_eq!(
+            store.intents(&id).unwrap(),
+            vec![(1, "1700000000.M1P2Q3.host".to_owned())]
+        );
+        assert!(store.record_intent(&id, 3, "a b").is_err());
     }
 }
