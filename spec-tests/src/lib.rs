@@ -14,8 +14,17 @@
 //! (`C:` as written in the transcript, `W:` for pauses) with the server's
 //! reply lines (`S:`) and notes (`-- closed`, `-- client hangs up`). Only
 //! the queue id in `queued as ID` is normalized.
+//!
+//! The end-to-end tests (`tests/e2e_smtplib.rs`, `tests/crash.rs`) share
+//! the same servers ([`server::Server`] on a [`server::DataDir`] that can
+//! outlive a server process), a small blocking SMTP client
+//! ([`client::SmtpClient`]), a reader of delivered Maildir files
+//! ([`maildir`]) and a runner for python3 scripts ([`python`]).
 
+pub mod client;
 pub mod core_run;
+pub mod maildir;
+pub mod python;
 pub mod render;
 pub mod server;
 pub mod setup;

@@ -1,5 +1,7 @@
-//! Finds, builds and starts the `hato` and `hato-smol` binaries, one server
-//! per transcript, each in its own data directory, killed on drop.
+//! Finds, builds and starts the `hato` and `hato-smol` binaries. A server
+//! runs on a [`DataDir`] (a temporary data directory, removed when the last
+//! handle to it goes) and is killed on drop; a test may kill it and start a
+//! new one on the same data directory.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hato_core::policy::ListenerKind;
 
-use crate::setup::{config_toml, USERS};
+use crate::setup::{config_toml_with, USERS};
 use crate::transcript::Transcript;
 
 /// How long a server may take to report its listeners.
@@ -146,12 +148,133 @@ fn build_binaries() -> Result<PathBuf, String> {
     }
 }
 
-/// A running server; killed and its data directory removed on drop.
+/// A temporary data directory holding the users file [`USERS`]; removed
+/// when the last handle to it is dropped. Shared in an `Arc` so that it can
+/// outlive a server: a test kills the server and starts a new one on the
+/// same directory.
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+}
+
+impl DataDir {
+    /// Creates a fresh, empty directory under the system's temporary
+    /// directory, named after this process, a counter and `label`, and
+    /// writes the users file.
+    ///
+    /// # Errors
+    /// The directory or the users file cannot be written.
+    pub fn new(label: &str) -> Result<Arc<Self>, String> {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "hato-spec-{}-{}-{label}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed),
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        // From here on, Drop cleans up.
+        let dir = Self { path };
+        std::fs::write(dir.path.join("users"), USERS)
+            .map_err(|e| format!("write the users file: {e}"))?;
+        Ok(Arc::new(dir))
+    }
+
+    /// Returns the directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Returns `queue/`.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.path.join("queue")
+    }
+
+    /// Returns `queue/incoming/`.
+    pub fn incoming_dir(&self) -> PathBuf {
+        self.queue_dir().join("incoming")
+    }
+
+    /// Returns the `new/` directory of the Maildir of `address`
+    /// (`mailboxes/<domain>/<local>/new`).
+    pub fn maildir_new(&self, address: &str) -> PathBuf {
+        let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+        self.path
+            .join("mailboxes")
+            .join(domain)
+            .join(local)
+            .join("new")
+    }
+
+    /// Returns the names of the files in `queue/` (messages and progress
+    /// files; `incoming/` is a directory and not listed), sorted. A missing
+    /// `queue/` is empty.
+    ///
+    /// # Errors
+    /// The directory cannot be read.
+    pub fn queue_files(&self) -> Result<Vec<String>, String> {
+        files_in(&self.queue_dir())
+    }
+
+    /// Returns the names of the files in `queue/incoming/`, sorted.
+    ///
+    /// # Errors
+    /// The directory cannot be read.
+    pub fn incoming_files(&self) -> Result<Vec<String>, String> {
+        files_in(&self.incoming_dir())
+    }
+
+    /// Returns the paths of the messages in `new/` of `address`'s Maildir,
+    /// sorted by name. A Maildir not created yet is empty.
+    ///
+    /// # Errors
+    /// The directory cannot be read.
+    pub fn delivered(&self, address: &str) -> Result<Vec<PathBuf>, String> {
+        let dir = self.maildir_new(address);
+        Ok(files_in(&dir)?.into_iter().map(|n| dir.join(n)).collect())
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Returns the names of the regular files in `dir`, sorted; none when `dir`
+/// does not exist.
+fn files_in(dir: &Path) -> Result<Vec<String>, String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("read {}: {e}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("read {}: {e}", dir.display()))?;
+        let is_file = entry
+            .file_type()
+            .map_err(|e| format!("stat {}: {e}", entry.path().display()))?
+            .is_file();
+        if is_file {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The server's stderr, one entry per line, as it arrives.
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A running server; killed on drop. Its [`DataDir`] is shared: it is
+/// removed when the last handle goes, which may be after the server.
 #[derive(Debug)]
 pub struct Server {
+    binary: Binary,
     child: Child,
-    data_dir: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
+    data: Arc<DataDir>,
+    log: Log,
     smtp: Option<SocketAddr>,
     submission: Option<SocketAddr>,
 }
@@ -164,44 +287,43 @@ impl Server {
     /// # Errors
     /// The binary is missing, did not start, or did not report its ports.
     pub fn start(binary: Binary, t: &Transcript) -> Result<Self, String> {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let data = DataDir::new(binary.name())?;
+        Self::start_with(binary, data, &t.config)
+    }
+
+    /// Starts `binary serve --config FILE` on `data`, with the standard
+    /// configuration plus `overrides` (`(table, "key = value")`, as in
+    /// [`Transcript::config`]), and waits until it has reported both
+    /// listeners on stderr. The configuration is written to
+    /// `data/hato.toml`; the data directory may hold what an earlier
+    /// server left there.
+    ///
+    /// # Errors
+    /// The binary is missing, did not start, or did not report its ports.
+    pub fn start_with(
+        binary: Binary,
+        data: Arc<DataDir>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, String> {
         let exe = binary.path()?;
-        let data_dir = std::env::temp_dir().join(format!(
-            "hato-spec-{}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed),
-            binary.name()
-        ));
-        let _ = std::fs::remove_dir_all(&data_dir);
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| format!("create {}: {e}", data_dir.display()))?;
-        let config_path = data_dir.join("hato.toml");
-        let setup = std::fs::write(data_dir.join("users"), USERS)
-            .and_then(|()| std::fs::write(&config_path, config_toml(t, &data_dir)));
-        if let Err(e) = setup {
-            let _ = std::fs::remove_dir_all(&data_dir);
-            return Err(format!("write setup files: {e}"));
-        }
-        let spawned = Command::new(&exe)
+        let config_path = data.path().join("hato.toml");
+        std::fs::write(&config_path, config_toml_with(overrides, data.path()))
+            .map_err(|e| format!("write {}: {e}", config_path.display()))?;
+        let mut child = Command::new(&exe)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .current_dir(&data_dir)
+            .current_dir(data.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&data_dir);
-                return Err(format!("start {}: {e}", exe.display()));
-            }
-        };
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", exe.display()))?;
         let stderr = child.stderr.take();
         let mut server = Self {
+            binary,
             child,
-            data_dir,
+            data,
             log: Arc::new(Mutex::new(Vec::new())),
             smtp: None,
             submission: None,
@@ -239,6 +361,16 @@ impl Server {
         Ok(server)
     }
 
+    /// Returns which binary this is.
+    pub fn binary(&self) -> Binary {
+        self.binary
+    }
+
+    /// Returns the data directory (a new handle to it).
+    pub fn data(&self) -> Arc<DataDir> {
+        Arc::clone(&self.data)
+    }
+
     /// Returns the address of the listener `kind`.
     ///
     /// # Errors
@@ -251,9 +383,47 @@ impl Server {
         .ok_or_else(|| format!("no {} listener", kind.as_str()))
     }
 
-    /// Returns the server's stderr so far (the last lines), for failure reports.
+    /// Kills the server at once (SIGKILL on Unix: no clean-up of any kind
+    /// runs in the server) and waits for it to be gone. Harmless when it
+    /// has exited already.
+    ///
+    /// # Errors
+    /// The process could not be waited for.
+    pub fn kill(&mut self) -> Result<(), String> {
+        let _ = self.child.kill();
+        self.child
+            .wait()
+            .map(|_| ())
+            .map_err(|e| format!("wait for {}: {e}", self.binary.name()))
+    }
+
+    /// Returns every line the server wrote to stderr so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Returns the lines of the log whose `event` is `event`.
+    pub fn events(&self, event: &str) -> Vec<String> {
+        let want = format!("event={event}");
+        self.log
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter(|line| line.split_whitespace().any(|t| t == want))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Returns the server's stderr so far (at most the last lines), for
+    /// failure reports.
     pub fn log_text(&self) -> String {
-        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+        const SHOW: usize = 400;
+        self.log
+            .lock()
+            .map(|l| l[l.len().saturating_sub(SHOW)..].join("\n"))
+            .unwrap_or_default()
     }
 }
 
@@ -261,18 +431,18 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 
-/// Keeps the last lines of a server's stderr (the pipe is drained to its
-/// end so the server never blocks on logging) and reports its listeners.
+/// Keeps the server's stderr lines (the pipe is drained to its end so the
+/// server never blocks on logging) and reports its listeners.
 fn read_log(
     stderr: impl std::io::Read,
     log: &Mutex<Vec<String>>,
     tx: &mpsc::Sender<(ListenerKind, SocketAddr)>,
 ) {
-    const KEEP: usize = 400;
+    // A bound against a runaway server; far above what any test logs.
+    const KEEP: usize = 1_000_000;
     let mut reader = BufReader::new(stderr);
     let mut raw = Vec::new();
     loop {
@@ -286,12 +456,47 @@ fn read_log(
             let _ = tx.send(listener);
         }
         if let Ok(mut l) = log.lock() {
-            if l.len() >= KEEP {
-                l.remove(0);
+            if l.len() < KEEP {
+                l.push(line);
             }
-            l.push(line);
         }
     }
+}
+
+/// Returns the value of `key` in a `key=value` log line (quotes removed;
+/// a quoted value may hold spaces).
+pub fn log_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = line;
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        let (k, after) = rest.split_once('=')?;
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = closing_quote(quoted)?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if k == key {
+            return Some(value);
+        }
+        rest = next;
+    }
+    None
+}
+
+/// Finds the closing `"` of a quoted log value, skipping `\"`.
+fn closing_quote(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Reads `... event=listening listener=smtp addr=127.0.0.1:PORT ...`.
@@ -339,5 +544,14 @@ mod tests {
             parse_listening("event=connect listener=smtp addr=127.0.0.1:1"),
             None
         );
+    }
+
+    #[test]
+    fn log_values_are_found_quoted_or_not() {
+        let l = r#"time=T event=refuse session=1 reason="unknown \"user\" x" code=550"#;
+        assert_eq!(log_value(l, "event"), Some("refuse"));
+        assert_eq!(log_value(l, "reason"), Some(r#"unknown \"user\" x"#));
+        assert_eq!(log_value(l, "code"), Some("550"));
+        assert_eq!(log_value(l, "id"), None);
     }
 }

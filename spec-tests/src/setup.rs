@@ -19,6 +19,15 @@ pub const USERS: &str = "alice@example.test:!\nbob@example.test:!\n";
 /// listeners on loopback with port 0, then the transcript's overrides
 /// grouped per table (an override replaces a default of the same key).
 pub fn config_toml(t: &Transcript, data_dir: &Path) -> String {
+    config_toml_with(&t.config, data_dir)
+}
+
+/// Returns the `hato.toml` text with `overrides`, `(table, "key = value")`
+/// pairs as in [`Transcript::config`] (`table` empty for top-level keys):
+/// host name, data directory, both listeners on loopback with port 0, then
+/// the overrides grouped per table (an override replaces a default of the
+/// same key).
+pub fn config_toml_with(overrides: &[(String, String)], data_dir: &Path) -> String {
     let mut tables: Vec<(String, Vec<String>)> = vec![
         (
             String::new(),
@@ -38,7 +47,7 @@ pub fn config_toml(t: &Transcript, data_dir: &Path) -> String {
             ],
         ),
     ];
-    for (table, line) in &t.config {
+    for (table, line) in overrides {
         let key = line.split('=').next().unwrap_or("").trim().to_owned();
         let idx = match tables.iter().position(|(name, _)| name == table) {
             Some(i) => i,
