@@ -397,6 +397,38 @@ impl Server {
             .map_err(|e| format!("wait for {}: {e}", self.binary.name()))
     }
 
+    /// Asks the server to stop (SIGTERM, through `kill -TERM`) and waits at
+    /// most `timeout` for it to exit; returns its exit status.
+    ///
+    /// # Errors
+    /// The signal could not be sent, or the server did not exit in time.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus, String> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .map_err(|e| format!("run kill: {e}"))?;
+        if !sent.success() {
+            return Err(format!("kill -TERM failed: {sent}"));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "{} still running {timeout:?} after SIGTERM:\n{}",
+                        self.binary.name(),
+                        self.log_text()
+                    ))
+                }
+                Err(e) => return Err(format!("wait for {}: {e}", self.binary.name())),
+            }
+        }
+    }
+
     /// Returns every line the server wrote to stderr so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
