@@ -34,10 +34,14 @@ pub(super) fn defaults(hostname: &str) -> Config {
         },
         relay: Relay {
             trusted_networks: vec![loopback_v4, IpNet::host(Ipv6Addr::LOCALHOST.into())],
+            relay_to: Vec::new(),
         },
         limits: Limits::default(),
         timeouts: Timeouts::default(),
         aliases: BTreeMap::new(),
+        deny: super::Deny::default(),
+        dnsbl: super::Dnsbl::default(),
+        greylisting: super::Greylisting::default(),
     }
 }
 

@@ -71,6 +71,90 @@ pub struct Config {
     /// `local part` (in every local domain) or `local@domain` → target
     /// address, normalized to lower case.
     pub aliases: BTreeMap<String, String>,
+    /// Deny lists and spam traps.
+    pub deny: Deny,
+    /// DNS block lists.
+    pub dnsbl: Dnsbl,
+    /// Greylisting.
+    pub greylisting: Greylisting,
+}
+
+/// A rate: `count` events per `per` (written `20/5s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// How many events are allowed...
+    pub count: u32,
+    /// ...in this much time.
+    pub per: Duration,
+}
+
+/// One `deny.from` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyFrom {
+    /// An IP address or CIDR network: refused at connect.
+    Net(IpNet),
+    /// A host or domain name (lower case): matches that name and every
+    /// name below it, compared with the client's verified reverse-DNS name
+    /// and its HELO name; refused at HELO.
+    Name(String),
+}
+
+/// The `[deny]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    /// Clients refused (addresses at connect, names at HELO).
+    pub from: Vec<DenyFrom>,
+    /// Envelope senders (`user@domain`) or sender domains refused at MAIL,
+    /// lower case.
+    pub senders: Vec<String>,
+    /// Addresses that only spammers write to, lower case: a client that
+    /// sends to one is refused and its IP blocked for `trap_block`.
+    pub spam_traps: Vec<String>,
+    /// How long a spam-trap hit blocks the client's IP. Default 1d.
+    pub trap_block: Duration,
+}
+
+/// The `[dnsbl]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dnsbl {
+    /// DNS block list zones (e.g. `zen.spamhaus.org`). Default: none.
+    pub zones: Vec<String>,
+}
+
+/// The `[greylisting]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Greylisting {
+    /// Off by default.
+    pub enabled: bool,
+    /// How long a new (client /24 or /64, sender, recipient) triplet is
+    /// refused with 4xx. Default 5m.
+    pub delay: Duration,
+    /// How long a first attempt waits for its retry. Default 2d.
+    pub retry_window: Duration,
+    /// How long a triplet that passed stays allowed. Default 36d.
+    pub pass_for: Duration,
+}
+
+impl Default for Deny {
+    fn default() -> Self {
+        Self {
+            from: Vec::new(),
+            senders: Vec::new(),
+            spam_traps: Vec::new(),
+            trap_block: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl Default for Greylisting {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            delay: Duration::from_secs(300),
+            retry_window: Duration::from_secs(2 * 86_400),
+            pass_for: Duration::from_secs(36 * 86_400),
+        }
+    }
 }
 
 /// The `[listen]` table.
@@ -88,6 +172,9 @@ pub struct Listen {
 pub struct Relay {
     /// Clients that may send to any domain. Default: loopback only.
     pub trusted_networks: Vec<IpNet>,
+    /// Domains we are a backup MX for (normalized): mail for them is
+    /// accepted from anyone and queued for them. Default: none.
+    pub relay_to: Vec<String>,
 }
 
 /// The `[limits]` table.
@@ -101,6 +188,30 @@ pub struct Limits {
     pub max_connections: usize,
     /// Concurrent connections from one IP address. Default 10.
     pub max_connections_per_host: usize,
+    /// Messages (MAIL commands) one IP address may start; past it, MAIL
+    /// gets 451 4.7.1 until `rate_cooldown` has passed. Default 20/5s.
+    pub messages_per_host: Rate,
+    /// How long a host that went over `messages_per_host` waits. Default 1m.
+    pub rate_cooldown: Duration,
+    /// Refused commands in one session before 421. Default 10.
+    pub max_errors: usize,
+    /// Mail transactions (MAIL commands) per connection. Default 100.
+    pub max_transactions: usize,
+    /// How long the server waits before its greeting on the smtp listener;
+    /// a client that talks first is refused (554). Not applied to trusted
+    /// networks or submission. Default 1s.
+    pub greet_pause: Duration,
+    /// Unknown recipients in a session after which each further RCPT is
+    /// delayed (1s, 2s, 4s, ... at most 16s). Default 3.
+    pub bad_recipients_delay_after: usize,
+    /// Unknown recipients in a session after which it ends with 421 and the
+    /// host is penalised for `bad_recipients_penalty`. Default 10.
+    pub bad_recipients_limit: usize,
+    /// How long a penalised host is refused at connect. Default 10m.
+    pub bad_recipients_penalty: Duration,
+    /// Window in which the same Message-ID to the same recipient is
+    /// delivered once (mail bombs by repetition). Default 1d.
+    pub duplicate_window: Duration,
 }
 
 /// The `[timeouts]` table.
@@ -128,6 +239,18 @@ impl Default for Limits {
             max_recipients: 100,
             max_connections: 200,
             max_connections_per_host: 10,
+            messages_per_host: Rate {
+                count: 20,
+                per: Duration::from_secs(5),
+            },
+            rate_cooldown: Duration::from_secs(60),
+            max_errors: 10,
+            max_transactions: 100,
+            greet_pause: Duration::from_secs(1),
+            bad_recipients_delay_after: 3,
+            bad_recipients_limit: 10,
+            bad_recipients_penalty: Duration::from_secs(600),
+            duplicate_window: Duration::from_secs(86_400),
         }
     }
 }
