@@ -54,6 +54,39 @@ pub enum RefuseReason {
     QueueUnavailable(String),
     /// A non-ASCII address in a transaction without SMTPUTF8 (RFC 6531 §3.5).
     Utf8WithoutSmtputf8,
+    /// Past `limits.messages_per_host` (mail bomb guard).
+    RateExceeded {
+        /// The configured count...
+        count: u32,
+        /// ...per this many seconds.
+        per_secs: u64,
+    },
+    /// The client's IP is penalised after too many unknown recipients.
+    Penalized,
+    /// The client's IP wrote to a spam trap and is blocked.
+    TrapBlocked,
+    /// Listed in a DNS block list.
+    Dnsbl {
+        /// The list's zone.
+        zone: String,
+    },
+    /// Denied by `deny.from` (an address, or a name matching the HELO name
+    /// or the verified reverse-DNS name).
+    DeniedClient(String),
+    /// The envelope sender is in `deny.senders`.
+    DeniedSender(String),
+    /// The recipient is a spam trap.
+    SpamTrap(String),
+    /// Greylisted: first sight of this (client, sender, recipient).
+    Greylisted,
+    /// The client talked before the greeting (greet pause).
+    EarlyTalker,
+    /// Too many refused commands in one session.
+    TooManyErrors(usize),
+    /// Too many mail transactions in one connection.
+    TooManyTransactions(usize),
+    /// Too many unknown recipients in one session (directory harvest).
+    TooManyBadRecipients(usize),
     /// More connections than `limits.max_connections`.
     TooManyConnections(usize),
     /// More connections from one address than `limits.max_connections_per_host`.
@@ -113,6 +146,58 @@ impl RefuseReason {
                 Enhanced(4, 3, 0),
                 "Local error in processing; try again later",
             ),
+            Self::RateExceeded { .. } => Reply::fixed(
+                451,
+                Enhanced(4, 7, 1),
+                "Too many messages from your address; slow down and try again later",
+            ),
+            Self::Penalized => Reply::fixed(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many unknown recipients from your address; try again later",
+            ),
+            Self::TrapBlocked => Reply::fixed(
+                554,
+                Enhanced(5, 7, 1),
+                "Your address is blocked for sending to a spam trap",
+            ),
+            Self::Dnsbl { zone } => Reply::new(
+                554,
+                Some(Enhanced(5, 7, 1)),
+                format!("Service unavailable; client address listed by {zone}"),
+            ),
+            Self::DeniedClient(_) => Reply::fixed(554, Enhanced(5, 7, 1), "Access denied"),
+            Self::DeniedSender(_) => {
+                Reply::fixed(553, Enhanced(5, 7, 1), "Sender address rejected")
+            }
+            Self::SpamTrap(_) => Reply::fixed(
+                550,
+                Enhanced(5, 7, 1),
+                "Mailbox unavailable; your address is now blocked",
+            ),
+            Self::Greylisted => {
+                Reply::fixed(451, Enhanced(4, 7, 1), "Greylisted: please try again later")
+            }
+            Self::EarlyTalker => Reply::fixed(
+                554,
+                Enhanced(5, 5, 0),
+                "Protocol error: you talked before the greeting",
+            ),
+            Self::TooManyErrors(_) => Reply::fixed(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many errors, closing connection",
+            ),
+            Self::TooManyTransactions(_) => Reply::fixed(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many messages in one connection; reconnect to send more",
+            ),
+            Self::TooManyBadRecipients(_) => Reply::fixed(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many unknown recipients, closing connection",
+            ),
             Self::Utf8WithoutSmtputf8 => Reply::fixed(
                 553,
                 Enhanced(5, 6, 7),
@@ -159,6 +244,32 @@ impl fmt::Display for RefuseReason {
             Self::Timeout(what) => write!(f, "timeout waiting for {what}"),
             Self::ShuttingDown => f.write_str("server shutting down"),
             Self::QueueUnavailable(e) => write!(f, "queue unavailable: {e}"),
+            Self::RateExceeded { count, per_secs } => {
+                write!(
+                    f,
+                    "message rate over {count} per {per_secs}s from this address"
+                )
+            }
+            Self::Penalized => f.write_str("address penalised after too many unknown recipients"),
+            Self::TrapBlocked => f.write_str("address blocked after writing to a spam trap"),
+            Self::Dnsbl { zone } => write!(f, "listed in DNS block list {zone}"),
+            Self::DeniedClient(what) => write!(f, "client denied by deny.from entry {what}"),
+            Self::DeniedSender(what) => write!(f, "sender denied by deny.senders entry {what}"),
+            Self::SpamTrap(trap) => write!(f, "wrote to spam trap {trap}"),
+            Self::Greylisted => {
+                f.write_str("greylisted (first attempt of this client, sender and recipient)")
+            }
+            Self::EarlyTalker => f.write_str("client talked before the greeting"),
+            Self::TooManyErrors(n) => write!(f, "too many errors in session (limit {n})"),
+            Self::TooManyTransactions(n) => {
+                write!(f, "too many transactions in connection (limit {n})")
+            }
+            Self::TooManyBadRecipients(n) => {
+                write!(
+                    f,
+                    "too many unknown recipients in session (limit {n}): harvest attempt"
+                )
+            }
             Self::Utf8WithoutSmtputf8 => f.write_str("non-ASCII address without SMTPUTF8"),
             Self::TooManyConnections(n) => write!(f, "too many connections (limit {n})"),
             Self::TooManyConnectionsFromHost(n) => {

@@ -279,6 +279,10 @@ impl Connection {
                 Work::Commit
             }
             Event::DataDiscarded => Work::Discard,
+            // Shared policy state is not kept yet: every question is
+            // answered "allowed", as before the questions existed.
+            Event::Ask(_) => Work::Answer(Verdict::Answer(Ok(()))),
+            Event::Penalize | Event::TrapHit { .. } => Work::None,
             Event::Closed(reason) => {
                 self.closed_logged = true;
                 self.line("disconnect").kv("reason", reason).emit();

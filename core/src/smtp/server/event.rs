@@ -53,6 +53,46 @@ pub enum Event {
     DataDiscarded,
     /// The session is over; close the connection once transmits are sent.
     Closed(CloseReason),
+    /// A question about state shared with other sessions (rates, greylist,
+    /// block lists). The session reads no input until the front end calls
+    /// [`Session::handle_verdict`](super::Session::handle_verdict) with
+    /// [`Verdict::Answer`].
+    Ask(Question),
+    /// The client reached `limits.bad_recipients_limit`: penalise its IP for
+    /// `limits.bad_recipients_penalty` (refused at connect meanwhile).
+    Penalize,
+    /// The client wrote to a spam trap: block its IP for `deny.trap_block`.
+    TrapHit {
+        /// The trap address.
+        trap: String,
+    },
+}
+
+/// What the session asks the front end (see [`Event::Ask`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// Before the greeting: may this client talk to us at all? (DNS block
+    /// lists; penalties and trap blocks.)
+    Connect,
+    /// HELO / EHLO: is the client denied by name (`deny.from` names against
+    /// the HELO name and the client's verified reverse-DNS name)?
+    Helo {
+        /// The name the client gave.
+        name: String,
+    },
+    /// MAIL: is the client within `limits.messages_per_host`?
+    Mail {
+        /// The reverse-path with brackets.
+        from: String,
+    },
+    /// RCPT, asked only when greylisting is on and the client is neither
+    /// trusted nor authenticated: has this triplet waited long enough?
+    Greylist {
+        /// The reverse-path with brackets.
+        from: String,
+        /// The forward-path with brackets.
+        to: String,
+    },
 }
 
 /// Why a session ended.
@@ -93,6 +133,10 @@ pub enum Verdict {
     Queued,
     /// Answers either: the queue cannot take the message.
     Refuse(RefuseReason),
+    /// Answers [`Event::Ask`]: `Ok` lets the command go on; `Err` refuses it
+    /// with the reason's reply (and ends the session when the reply is 421
+    /// or when it answers [`Question::Connect`]).
+    Answer(Result<(), RefuseReason>),
 }
 
 /// The front end called the session at the wrong moment (h11's

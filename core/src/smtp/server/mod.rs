@@ -24,7 +24,7 @@ mod event;
 mod line;
 
 pub use envelope::{Envelope, Recipient};
-pub use event::{CloseReason, Event, UsageError, Verdict};
+pub use event::{CloseReason, Event, Question, UsageError, Verdict};
 pub use line::MAX_COMMAND_LINE;
 
 use std::collections::VecDeque;
