@@ -75,23 +75,28 @@ impl Civil {
     }
 }
 
-/// The session timers of RFC 5321 §4.5.3.2, server side.
+/// The session timers: those of RFC 5321 §4.5.3.2, server side, and the
+/// pauses of the built-in defences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
     /// Waiting for the next command (§4.5.3.2.7, at least 5 minutes).
     Command = 0,
     /// Waiting for the next block of DATA (§4.5.3.2.5 seen from the server).
     Data = 1,
+    /// The greet pause: the greeting is sent when it fires.
+    Greet = 2,
+    /// A held reply (bad-recipient throttle) is sent when it fires.
+    Throttle = 3,
 }
 
 impl Timer {
-    const ALL: [Self; 2] = [Self::Command, Self::Data];
+    const ALL: [Self; 4] = [Self::Command, Self::Data, Self::Greet, Self::Throttle];
 }
 
 /// A fixed table of armed timers; no allocation.
 #[derive(Debug, Clone, Default)]
 pub struct TimerTable {
-    deadlines: [Option<Instant>; 2],
+    deadlines: [Option<Instant>; 4],
 }
 
 impl TimerTable {

@@ -187,7 +187,13 @@ async fn drive(
             let used = session.handle_input(Instant::now(), &buf[start..end]);
             start += used;
             if used == 0 {
-                return Err(io::Error::other("session stalled"));
+                // Outputs were drained, so the session waits for a timer
+                // (a reply held by the throttle): sit it out, then go on.
+                let Some((deadline, _)) = session.poll_timeout() else {
+                    return Err(io::Error::other("session stalled"));
+                };
+                Timer::at(deadline).await;
+                session.handle_timeout(Instant::now());
             }
             continue;
         }

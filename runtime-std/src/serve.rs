@@ -176,8 +176,13 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
             let used = session.handle_input(Instant::now(), &buf[start..end]);
             start += used;
             if used == 0 {
-                // Outputs were drained, so the session must make progress.
-                return Err(io::Error::other("session stalled"));
+                // Outputs were drained, so the session waits for a timer
+                // (a reply held by the throttle): sit it out, then go on.
+                let Some((deadline, _)) = session.poll_timeout() else {
+                    return Err(io::Error::other("session stalled"));
+                };
+                thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                session.handle_timeout(Instant::now());
             }
             continue;
         }

@@ -8,7 +8,7 @@ use hato_core::config::Config;
 use hato_core::directory::Directory;
 use hato_core::policy::ListenerKind;
 use hato_core::smtp::server::{Event, Peer, Session, Verdict};
-use hato_core::time::UnixTime;
+use hato_core::time::{Timer, UnixTime};
 
 use crate::render::{count_replies, Conversation};
 use crate::transcript::{Step, Transcript};
@@ -76,6 +76,7 @@ impl Driver {
             chunk: Vec::new(),
         };
         d.drain();
+        d.sit_out_pauses();
         d
     }
 
@@ -92,11 +93,32 @@ impl Driver {
         loop {
             let used = self.session.handle_input(self.now, &self.pending);
             self.pending.drain(..used.min(self.pending.len()));
-            let progressed = self.drain();
+            let progressed = self.drain() | self.sit_out_pauses();
             if self.pending.is_empty() || self.session.is_closed() || (used == 0 && !progressed) {
                 break;
             }
         }
+    }
+
+    /// Waits, in virtual time, for the pauses a client sits out for its
+    /// reply: the greet pause and a reply held by the bad-recipient
+    /// throttle (a client over TCP just waits for them too). Returns
+    /// whether one fired. Command and data timeouts are only reached with
+    /// an explicit `W:` step.
+    pub fn sit_out_pauses(&mut self) -> bool {
+        let mut fired = false;
+        for _ in 0..100 {
+            match self.session.poll_timeout() {
+                Some((deadline, Timer::Greet | Timer::Throttle)) => {
+                    self.now = self.now.max(deadline);
+                    self.session.handle_timeout(self.now);
+                    self.drain();
+                    fired = true;
+                }
+                _ => break,
+            }
+        }
+        fired
     }
 
     /// Advances the clock by `d`, firing every timer that falls due.
@@ -127,7 +149,7 @@ impl Driver {
     }
 
     /// Polls transmit, body and events until all are empty, answering
-    /// `DataStart` and `DataEnd`. Returns whether anything happened.
+    /// `DataStart`, `DataEnd` and every question (allowed). Returns whether anything happened.
     pub fn drain(&mut self) -> bool {
         let mut progressed = false;
         loop {
@@ -155,6 +177,9 @@ impl Driver {
                         self.header.clear();
                         None
                     }
+                    // Shared state starts empty for every transcript, so
+                    // the front ends allow what the transcripts do.
+                    Event::Ask(_) => Some(Verdict::Answer(Ok(()))),
                     _ => None,
                 };
                 let accepted = matches!(event, Event::DataStart);

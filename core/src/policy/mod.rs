@@ -34,6 +34,9 @@ impl ListenerKind {
 pub struct Client {
     /// The client's IP address.
     pub ip: IpAddr,
+    /// Our address the client connected to: an address literal naming it
+    /// (`user@[192.0.2.1]`) means a local mailbox.
+    pub local_ip: IpAddr,
     /// The listener it connected to.
     pub listener: ListenerKind,
     /// Whether it authenticated (SMTP AUTH; the seam for a later change).

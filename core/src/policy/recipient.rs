@@ -6,7 +6,9 @@
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::refusal::RefuseReason;
-use crate::smtp::address::{ForwardPath, Host, Mailbox};
+use std::net::IpAddr;
+
+use crate::smtp::address::{AddressLiteral, ForwardPath, Host, Mailbox};
 
 use super::Client;
 
@@ -34,7 +36,7 @@ pub fn check_recipient(
         ForwardPath::Postmaster => return Ok(postmaster(cfg, dir)),
         ForwardPath::Mailbox { mailbox, .. } => mailbox,
     };
-    let Some(domain) = local_domain(cfg, mailbox) else {
+    let Some(domain) = local_domain(cfg, client, mailbox) else {
         return remote(cfg, client, mailbox);
     };
     let local = mailbox.local.value.as_str();
@@ -56,14 +58,37 @@ pub fn check_recipient(
     Err(RefuseReason::UnknownUser(mailbox.to_string()))
 }
 
-fn local_domain(cfg: &Config, mailbox: &Mailbox) -> Option<String> {
-    match &mailbox.host {
-        Host::Domain(d) if cfg.is_local_domain(d.as_str()) => Some(d.normalized()),
-        _ => None,
+/// Returns the local domain a mailbox names: one of ours, or an address
+/// literal naming the address the client reached us on (RFC 5321 §4.1.3),
+/// which means our first domain.
+fn local_domain(cfg: &Config, client: &Client, mailbox: &Mailbox) -> Option<String> {
+    let ours = match &mailbox.host {
+        Host::Domain(d) if cfg.is_local_domain(d.as_str()) => return Some(d.normalized()),
+        Host::Literal(AddressLiteral::V4(ip)) => IpAddr::V4(*ip) == unmapped(client.local_ip),
+        Host::Literal(AddressLiteral::V6(ip)) => IpAddr::V6(*ip) == client.local_ip,
+        _ => false,
+    };
+    if ours {
+        cfg.domains.first().cloned()
+    } else {
+        None
+    }
+}
+
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
 fn remote(cfg: &Config, client: &Client, mailbox: &Mailbox) -> Result<Destination, RefuseReason> {
+    // Backup MX: mail for the domains we relay to is accepted from anyone.
+    if let Some(d) = mailbox.domain() {
+        if cfg.relay.relay_to.iter().any(|r| d.matches(r)) {
+            return Ok(Destination::Remote(mailbox.to_string()));
+        }
+    }
     let trusted = cfg
         .relay
         .trusted_networks
@@ -131,9 +156,8 @@ mod tests {
 
     fn outsider() -> Client {
         Client {
-            ip: "192.0.2.7"
-                .parse()
-                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            ip: "192.0.2.7".parse().unwrap(),
+            local_ip: "192.0.2.1".parse().unwrap(),
             listener: ListenerKind::Smtp,
             authenticated: false,
         }
@@ -207,6 +231,31 @@ mod tests {
             let d = check_recipient(&cfg(), &dir(), &outsider(), &quoted(trick));
             assert!(matches!(d, Err(RefuseReason::UnknownUser(_))), "{trick}");
         }
+    }
+
+    #[test]
+    fn address_literal_is_local_only_when_it_names_us() {
+        let lit = |ip: &str| ForwardPath::Mailbox {
+            mailbox: Mailbox {
+                local: LocalPart::dot_string("alice"),
+                host: Host::Literal(AddressLiteral::V4(ip.parse().unwrap())),
+            },
+            had_route: false,
+        };
+        let d = check_recipient(&cfg(), &dir(), &outsider(), &lit("192.0.2.1"));
+        assert_eq!(d, Ok(Destination::Local("alice@example.test".into())));
+        let d = check_recipient(&cfg(), &dir(), &outsider(), &lit("198.51.100.1"));
+        assert!(matches!(d, Err(RefuseReason::RelayDenied(_))));
+    }
+
+    #[test]
+    fn relay_to_domains_are_accepted_from_anyone_and_only_those() {
+        let mut c = cfg();
+        c.relay.relay_to = vec!["partner.example".into()];
+        let d = check_recipient(&c, &dir(), &outsider(), &to("x", "Partner.Example."));
+        assert_eq!(d, Ok(Destination::Remote("x@Partner.Example.".into())));
+        let d = check_recipient(&c, &dir(), &outsider(), &to("x", "sub.partner.example"));
+        assert!(matches!(d, Err(RefuseReason::RelayDenied(_))));
     }
 
     #[test]

@@ -1,32 +1,39 @@
 //! One handler per command (RFC 5321 §4.1.1), with the sequencing rules of
-//! §4.1.4 and the reply codes of §4.3.2.
+//! §4.1.4, the reply codes of §4.3.2, and the checks of the built-in
+//! defences that belong to each command. Checks that need state shared
+//! between sessions become an [`Event::Ask`]; the command finishes in
+//! [`Session::answered`].
 
 use std::time::Instant;
 
 use crate::message::{received_header, ReceivedInfo};
-use crate::policy::{check_recipient, Client, ListenerKind};
+use crate::policy::{check_recipient, Client, Destination, ListenerKind};
 use crate::refusal::RefuseReason;
-use crate::smtp::address::ReversePath;
+use crate::smtp::address::{ForwardPath, ReversePath};
 use crate::smtp::command::{Command, MailParams};
 use crate::smtp::parse::parse_command;
 use crate::smtp::reply::{replies, Enhanced, Reply};
 use crate::time::UnixTime;
 
 use super::data::DataReceiver;
-use super::{CloseReason, Envelope, Event, Recipient, Session, State};
+use super::{guard, CloseReason, Envelope, Event, Pending, Question, Recipient, Session, State};
 
 impl Session {
     /// Runs one complete command line.
-    pub(super) fn dispatch(&mut self, line: &[u8]) {
+    pub(super) fn dispatch(&mut self, now: Instant, line: &[u8]) {
         let cmd = match parse_command(line) {
             Ok(cmd) => cmd,
-            Err(e) => return self.refuse("command", RefuseReason::Syntax(e)),
+            Err(e) => return self.reject("command", RefuseReason::Syntax(e)),
         };
         match cmd {
             Command::Helo(name) => self.helo(name, false),
             Command::Ehlo(name) => self.helo(name, true),
             Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to } => self.rcpt(to),
+            Command::Rcpt { to } => {
+                let (mark, bad_before) = (self.out.len(), self.bad_recipients);
+                self.rcpt(to);
+                self.throttle_since(now, mark, bad_before);
+            }
             Command::Data => self.data(),
             Command::Rset => {
                 self.tx = None;
@@ -48,20 +55,53 @@ impl Session {
             Command::Help(_) => self.reply(&replies::HELP),
             Command::NotImplemented(verb) => {
                 let verb = verb.to_ascii_uppercase();
-                self.refuse("command", RefuseReason::NotImplemented(verb));
+                self.reject("command", RefuseReason::NotImplemented(verb));
             }
         }
     }
 
-    /// HELO / EHLO (§4.1.1.1): the name is recorded, never checked against
-    /// DNS (RFC 1123 §5.2.5). Either one resets the transaction.
+    /// Finishes the command whose question the front end answered.
+    pub(super) fn answered(
+        &mut self,
+        now: Instant,
+        pending: Pending,
+        answer: Result<(), RefuseReason>,
+    ) {
+        match (pending, answer) {
+            (Pending::Connect, Ok(())) => self.greet(now),
+            (Pending::Connect, Err(reason)) => {
+                self.refuse("connect", reason);
+                self.close(CloseReason::Refused);
+            }
+            (Pending::Helo { name, extended }, Ok(())) => self.accept_helo(name, extended),
+            (Pending::Helo { .. }, Err(reason)) => self.reject("helo", reason),
+            (Pending::Mail { from, params }, Ok(())) => self.accept_mail(from, params),
+            (Pending::Mail { .. }, Err(reason)) => self.reject("mail", reason),
+            (Pending::Rcpt { to, destination }, Ok(())) => self.accept_rcpt(to, destination),
+            (Pending::Rcpt { .. }, Err(reason)) => self.reject("rcpt", reason),
+        }
+        self.arm_command_timer(now);
+    }
+
+    /// HELO / EHLO (§4.1.1.1): the name is recorded, never required to match
+    /// DNS (RFC 1123 §5.2.5); only `deny.from` names can refuse it.
     fn helo(&mut self, name: &str, extended: bool) {
+        let name = name.to_owned();
+        if guard::denies_names(&self.cfg) {
+            let question = Question::Helo { name: name.clone() };
+            return self.ask(Pending::Helo { name, extended }, question);
+        }
+        self.accept_helo(name, extended);
+    }
+
+    /// Either HELO or EHLO resets the transaction.
+    fn accept_helo(&mut self, name: String, extended: bool) {
         self.tx = None;
-        self.helo = Some((name.to_owned(), extended));
         self.events.push_back(Event::Helo {
-            name: name.to_owned(),
+            name: name.clone(),
             extended,
         });
+        self.helo = Some((name, extended));
         let host = &self.cfg.hostname;
         let text = if extended {
             format!(
@@ -76,25 +116,50 @@ impl Session {
 
     /// MAIL FROM (§4.1.1.2): starts a transaction.
     fn mail(&mut self, from: ReversePath, params: MailParams) {
-        let Some((helo, extended)) = self.helo.clone() else {
-            return self.refuse("mail", RefuseReason::BadSequence("send HELO or EHLO first"));
-        };
+        if let Err(reason) = self.check_mail(&from, &params) {
+            return self.reject("mail", reason);
+        }
+        if !self.trusted && !self.authenticated {
+            let question = Question::Mail {
+                from: from.to_string(),
+            };
+            return self.ask(Pending::Mail { from, params }, question);
+        }
+        self.accept_mail(from, params);
+    }
+
+    fn check_mail(&self, from: &ReversePath, params: &MailParams) -> Result<(), RefuseReason> {
+        if self.trapped {
+            return Err(RefuseReason::TrapBlocked);
+        }
+        if self.helo.is_none() {
+            return Err(RefuseReason::BadSequence("send HELO or EHLO first"));
+        }
         if self.tx.is_some() {
-            return self.refuse("mail", RefuseReason::BadSequence("nested MAIL command"));
+            return Err(RefuseReason::BadSequence("nested MAIL command"));
         }
         if self.peer.listener == ListenerKind::Submission && !self.authenticated {
-            return self.refuse("mail", RefuseReason::AuthRequired);
+            return Err(RefuseReason::AuthRequired);
+        }
+        let max = self.cfg.limits.max_transactions;
+        if self.transactions >= max {
+            return Err(RefuseReason::TooManyTransactions(max));
         }
         if !params.smtputf8 && !from.to_string().is_ascii() {
-            return self.refuse("mail", RefuseReason::Utf8WithoutSmtputf8);
+            return Err(RefuseReason::Utf8WithoutSmtputf8);
         }
         let limit = self.cfg.limits.max_message_size;
         if let Some(declared) = params.size.filter(|&s| s > limit) {
-            return self.refuse(
-                "mail",
-                RefuseReason::DeclaredSizeTooLarge { declared, limit },
-            );
+            return Err(RefuseReason::DeclaredSizeTooLarge { declared, limit });
         }
+        guard::check_sender(&self.cfg, from)
+    }
+
+    fn accept_mail(&mut self, from: ReversePath, params: MailParams) {
+        let Some((helo, extended)) = self.helo.clone() else {
+            return self.reject("mail", RefuseReason::BadSequence("send HELO or EHLO first"));
+        };
+        self.transactions += 1;
         self.events.push_back(Event::Mail {
             from: from.to_string(),
         });
@@ -111,26 +176,48 @@ impl Session {
 
     /// RCPT TO (§4.1.1.3): one recipient, decided by policy now, so that an
     /// unknown user is refused here and never bounced later.
-    fn rcpt(&mut self, to: crate::smtp::address::ForwardPath) {
+    fn rcpt(&mut self, to: ForwardPath) {
+        if self.trapped {
+            return self.reject("rcpt", RefuseReason::TrapBlocked);
+        }
         let Some(tx) = &self.tx else {
-            return self.refuse("rcpt", RefuseReason::BadSequence("need MAIL before RCPT"));
+            return self.reject("rcpt", RefuseReason::BadSequence("need MAIL before RCPT"));
         };
         let max = self.cfg.limits.max_recipients;
         if tx.recipients.len() >= max {
-            return self.refuse("rcpt", RefuseReason::TooManyRecipients(max));
+            return self.reject("rcpt", RefuseReason::TooManyRecipients(max));
         }
         if !tx.params.smtputf8 && !to.to_string().is_ascii() {
-            return self.refuse("rcpt", RefuseReason::Utf8WithoutSmtputf8);
+            return self.reject("rcpt", RefuseReason::Utf8WithoutSmtputf8);
         }
+        if let Some(trap) = guard::spam_trap(&self.cfg, &to) {
+            self.trapped = true;
+            self.events.push_back(Event::TrapHit { trap: trap.clone() });
+            return self.reject("rcpt", RefuseReason::SpamTrap(trap));
+        }
+        let from = tx.from.to_string();
         let client = Client {
             ip: self.peer.remote.ip(),
+            local_ip: self.peer.local.ip(),
             listener: self.peer.listener,
             authenticated: self.authenticated,
         };
         let destination = match check_recipient(&self.cfg, &self.dir, &client, &to) {
             Ok(d) => d,
-            Err(reason) => return self.refuse("rcpt", reason),
+            Err(reason @ RefuseReason::UnknownUser(_)) => return self.unknown_recipient(reason),
+            Err(reason) => return self.reject("rcpt", reason),
         };
+        if self.cfg.greylisting.enabled && !self.trusted && !self.authenticated {
+            let question = Question::Greylist {
+                from,
+                to: to.to_string(),
+            };
+            return self.ask(Pending::Rcpt { to, destination }, question);
+        }
+        self.accept_rcpt(to, destination);
+    }
+
+    fn accept_rcpt(&mut self, to: ForwardPath, destination: Destination) {
         self.events.push_back(Event::Rcpt {
             to: to.to_string(),
             destination: destination.clone(),
@@ -146,11 +233,14 @@ impl Session {
 
     /// DATA (§4.1.1.4): asks the front end for a spool file first.
     fn data(&mut self) {
+        if self.trapped {
+            return self.reject("data", RefuseReason::TrapBlocked);
+        }
         let Some(tx) = &self.tx else {
-            return self.refuse("data", RefuseReason::BadSequence("need MAIL before DATA"));
+            return self.reject("data", RefuseReason::BadSequence("need MAIL before DATA"));
         };
         if tx.recipients.is_empty() {
-            return self.refuse("data", RefuseReason::NoValidRecipients);
+            return self.reject("data", RefuseReason::NoValidRecipients);
         }
         self.state = State::AwaitDataStart;
         self.events.push_back(Event::DataStart);

@@ -106,6 +106,8 @@ pub enum CloseReason {
     Timeout,
     /// The server is shutting down.
     Shutdown,
+    /// A refusal that ends the session (421, early talker, block lists).
+    Refused,
 }
 
 impl fmt::Display for CloseReason {
@@ -115,6 +117,7 @@ impl fmt::Display for CloseReason {
             Self::PeerClosed => "peer-closed",
             Self::Timeout => "timeout",
             Self::Shutdown => "shutdown",
+            Self::Refused => "refused",
         })
     }
 }

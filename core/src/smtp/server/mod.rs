@@ -21,6 +21,7 @@ mod commands;
 mod data;
 mod envelope;
 mod event;
+mod guard;
 mod line;
 
 pub use envelope::{Envelope, Recipient};
@@ -60,8 +61,16 @@ pub struct Peer {
 /// Where the session stands (h11-style explicit states).
 #[derive(Debug)]
 enum State {
+    /// Before the greeting: the greet pause runs, or the front end is asked
+    /// whether the client may connect. Input now is an early talker.
+    Greeting,
     /// Reading command lines.
     Command,
+    /// A command waits for the front end's answer to [`Event::Ask`].
+    AwaitAnswer(Pending),
+    /// A reply is held back by the bad-recipient throttle; no input is
+    /// read until [`Timer::Throttle`] fires and the reply goes out.
+    Throttled,
     /// DATA accepted by the session; waiting for the front end's spool.
     AwaitDataStart,
     /// Receiving message data.
@@ -73,6 +82,25 @@ enum State {
     },
     /// Over: no more input is read.
     Closed,
+}
+
+/// A command that waits for the answer to its question.
+#[derive(Debug)]
+enum Pending {
+    /// The greeting (`Question::Connect`).
+    Connect,
+    /// HELO / EHLO (`Question::Helo`).
+    Helo { name: String, extended: bool },
+    /// MAIL FROM (`Question::Mail`).
+    Mail {
+        from: crate::smtp::address::ReversePath,
+        params: crate::smtp::command::MailParams,
+    },
+    /// RCPT TO (`Question::Greylist`).
+    Rcpt {
+        to: crate::smtp::address::ForwardPath,
+        destination: crate::policy::Destination,
+    },
 }
 
 /// One SMTP server session.
@@ -87,6 +115,19 @@ pub struct Session {
     tx: Option<Envelope>,
     queue_id: Option<String>,
     authenticated: bool,
+    /// The client is in `relay.trusted_networks`: no greet pause, no
+    /// message rate, no greylisting.
+    trusted: bool,
+    /// Refused commands so far (`limits.max_errors`).
+    errors: usize,
+    /// MAIL commands accepted so far (`limits.max_transactions`).
+    transactions: usize,
+    /// Unknown local recipients so far (the bad-recipient throttle).
+    bad_recipients: usize,
+    /// The client wrote to a spam trap: it gets nothing more.
+    trapped: bool,
+    /// Replies held back by the throttle.
+    held: Vec<u8>,
     out: Vec<u8>,
     body: Vec<u8>,
     events: VecDeque<Event>,
@@ -94,26 +135,38 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session: queues the 220 greeting and arms the command timer.
+    /// Starts a session. The 220 greeting is queued at once, after the
+    /// greet pause (`limits.greet_pause`, for untrusted clients of the smtp
+    /// listener), or after the front end answers [`Question::Connect`]
+    /// (asked when DNS block lists are configured).
     pub fn new(cfg: Arc<Config>, dir: Arc<Directory>, peer: Peer, now: Instant) -> Self {
+        let trusted = cfg
+            .relay
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(peer.remote.ip()));
         let mut s = Self {
             cfg,
             dir,
             peer,
-            state: State::Command,
+            state: State::Greeting,
             lines: LineReader::default(),
             helo: None,
             tx: None,
             queue_id: None,
             authenticated: false,
+            trusted,
+            errors: 0,
+            transactions: 0,
+            bad_recipients: 0,
+            trapped: false,
+            held: Vec::new(),
             out: Vec::with_capacity(512),
             body: Vec::new(),
             events: VecDeque::new(),
             timers: TimerTable::default(),
         };
-        let greeting = Reply::new(220, None, format!("{} ESMTP hato", s.cfg.hostname));
-        s.reply(&greeting);
-        s.arm_command_timer(now);
+        s.start(now);
         s
     }
 
@@ -123,9 +176,14 @@ impl Session {
         let mut used = 0;
         while used < input.len() {
             let n = match self.state {
+                State::Greeting => self.early_talker(&input[used..]),
                 State::Command => self.read_command(now, &input[used..]),
                 State::Data(_) => self.read_data(now, &input[used..]),
-                State::AwaitDataStart | State::AwaitQueued { .. } | State::Closed => 0,
+                State::AwaitDataStart
+                | State::AwaitQueued { .. }
+                | State::AwaitAnswer(_)
+                | State::Throttled
+                | State::Closed => 0,
             };
             if n == 0 {
                 break;
@@ -171,7 +229,18 @@ impl Session {
                 self.arm_command_timer(now);
                 Ok(())
             }
-            (State::AwaitDataStart | State::AwaitQueued { .. }, _) => Err(UsageError::WrongVerdict),
+            (State::AwaitAnswer(_), Verdict::Answer(answer)) => {
+                let State::AwaitAnswer(pending) =
+                    std::mem::replace(&mut self.state, State::Command)
+                else {
+                    return Err(UsageError::NoVerdictPending);
+                };
+                self.answered(now, pending, answer);
+                Ok(())
+            }
+            (State::AwaitDataStart | State::AwaitQueued { .. } | State::AwaitAnswer(_), _) => {
+                Err(UsageError::WrongVerdict)
+            }
             _ => Err(UsageError::NoVerdictPending),
         }
     }
@@ -180,6 +249,14 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.take_expired(now) {
             let what = match timer {
+                Timer::Greet => {
+                    self.greet_pause_over(now);
+                    continue;
+                }
+                Timer::Throttle => {
+                    self.release_held(now);
+                    continue;
+                }
                 Timer::Command => "command",
                 Timer::Data => "message data",
             };
@@ -259,12 +336,12 @@ impl Session {
             return n;
         };
         match line {
-            Line::TooLong => self.refuse("command", RefuseReason::LineTooLong),
-            Line::BareLineEnding => self.refuse("command", RefuseReason::BareLineEndingInCommand),
-            Line::InInput(range) => self.dispatch(&input[range]),
+            Line::TooLong => self.reject("command", RefuseReason::LineTooLong),
+            Line::BareLineEnding => self.reject("command", RefuseReason::BareLineEndingInCommand),
+            Line::InInput(range) => self.dispatch(now, &input[range]),
             Line::Carried => {
                 let carried = self.lines.take_carried();
-                self.dispatch(&carried);
+                self.dispatch(now, &carried);
                 self.lines.restore(carried);
             }
         }
@@ -314,6 +391,7 @@ impl Session {
         reply.write_to(&mut self.out);
     }
 
+    /// Sends the reply of `reason` and reports the refusal.
     fn refuse(&mut self, stage: &'static str, reason: RefuseReason) {
         let reply = reason.reply();
         self.reply(&reply);
@@ -324,11 +402,29 @@ impl Session {
         });
     }
 
+    /// Refuses a command: as [`Session::refuse`], then ends the session on
+    /// a 421 and counts protocol errors toward `limits.max_errors`.
+    fn reject(&mut self, stage: &'static str, reason: RefuseReason) {
+        let closes = reason.reply().code == 421;
+        let counts = guard::counts_as_error(&reason);
+        self.refuse(stage, reason);
+        if closes {
+            self.close(CloseReason::Refused);
+        } else if counts {
+            self.count_error();
+        }
+    }
+
     fn close(&mut self, reason: CloseReason) {
         self.state = State::Closed;
         self.tx = None;
         self.timers.stop_all();
         self.events.push_back(Event::Closed(reason));
+    }
+
+    fn ask(&mut self, pending: Pending, question: Question) {
+        self.state = State::AwaitAnswer(pending);
+        self.events.push_back(Event::Ask(question));
     }
 
     fn arm_command_timer(&mut self, now: Instant) {

@@ -14,6 +14,8 @@ struct Driver {
     body: Vec<u8>,
     events: Vec<Event>,
     greeting: String,
+    /// Answers to the session's questions, in order; "allowed" when empty.
+    answers: std::collections::VecDeque<Result<(), RefuseReason>>,
 }
 
 impl Driver {
@@ -41,6 +43,7 @@ impl Driver {
             body: Vec::new(),
             events: Vec::new(),
             greeting: String::new(),
+            answers: std::collections::VecDeque::new(),
         };
         d.greeting = d.drain();
         d
@@ -75,6 +78,7 @@ impl Driver {
                     date: UnixTime(0),
                 }),
                 Event::DataEnd { .. } => Some(Verdict::Queued),
+                Event::Ask(_) => Some(Verdict::Answer(self.answers.pop_front().unwrap_or(Ok(())))),
                 _ => None,
             };
             self.events.push(ev);
@@ -165,7 +169,7 @@ fn rset_clears_the_transaction() {
 
 #[test]
 fn relay_refused_for_outsiders_allowed_for_loopback() {
-    let mut d = Driver::on(ListenerKind::Smtp, "192.0.2.9", |_| {});
+    let mut d = outsider(|c| c.limits.greet_pause = Duration::ZERO);
     let out =
         d.send(b"HELO c\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<x@elsewhere.example>\r\n");
     assert!(out.ends_with("550 5.7.1 Relaying denied\r\n"));
@@ -434,4 +438,210 @@ fn non_ascii_address_needs_smtputf8() {
         out.ends_with("250 2.1.0 Sender ok\r\n250 2.1.5 Recipient ok\r\n"),
         "{out}"
     );
+}
+
+fn outsider(tweak: impl FnOnce(&mut Config)) -> Driver {
+    Driver::on(ListenerKind::Smtp, "192.0.2.9", tweak)
+}
+
+#[test]
+fn untrusted_client_waits_for_the_greet_pause() {
+    let mut d = outsider(|c| c.limits.greet_pause = Duration::from_secs(1));
+    assert_eq!(d.greeting, "");
+    assert_eq!(d.session.poll_timeout().map(|(_, t)| t), Some(Timer::Greet));
+    assert_eq!(d.advance(Duration::from_millis(999)), "");
+    assert_eq!(
+        d.advance(Duration::from_millis(1)),
+        "220 mail.example.test ESMTP hato\r\n"
+    );
+    assert!(d.send(b"NOOP\r\n").starts_with("250"));
+}
+
+#[test]
+fn early_talker_is_refused_and_closed() {
+    let mut d = outsider(|c| c.limits.greet_pause = Duration::from_secs(1));
+    let out = d.send(b"EHLO spam.example\r\nMAIL FROM:<x@y.example>\r\n");
+    assert_eq!(
+        out,
+        "554 5.5.0 Protocol error: you talked before the greeting\r\n"
+    );
+    assert!(d.session.is_closed());
+    assert_eq!(d.refusals(), [RefuseReason::EarlyTalker]);
+}
+
+#[test]
+fn trusted_clients_and_submission_get_no_greet_pause() {
+    let d = Driver::with(|c| c.limits.greet_pause = Duration::from_secs(5));
+    assert!(d.greeting.starts_with("220"));
+    let d = Driver::on(ListenerKind::Submission, "192.0.2.9", |c| {
+        c.limits.greet_pause = Duration::from_secs(5);
+    });
+    assert!(d.greeting.starts_with("220"));
+}
+
+#[test]
+fn dnsbl_listing_answer_refuses_the_greeting() {
+    let mut d = Driver::on(ListenerKind::Smtp, "192.0.2.9", |c| {
+        c.limits.greet_pause = Duration::ZERO;
+        c.dnsbl.zones = vec!["bl.example".into()];
+    });
+    // The driver answered the connect question "allowed" already.
+    assert!(d.greeting.starts_with("220"));
+    assert!(d.events.contains(&Event::Ask(Question::Connect)));
+    let mut d2 = Driver::on(ListenerKind::Smtp, "192.0.2.9", |c| {
+        c.limits.greet_pause = Duration::from_secs(1);
+        c.dnsbl.zones = vec!["bl.example".into()];
+    });
+    d2.answers.push_back(Err(RefuseReason::Dnsbl {
+        zone: "bl.example".into(),
+    }));
+    let out = d2.advance(Duration::from_secs(1));
+    assert_eq!(
+        out,
+        "554 5.7.1 Service unavailable; client address listed by bl.example\r\n"
+    );
+    assert!(d2.session.is_closed());
+    d.send(b"QUIT\r\n");
+}
+
+#[test]
+fn mail_asks_about_the_rate_for_untrusted_clients_only() {
+    let mut d = outsider(|c| c.limits.greet_pause = Duration::ZERO);
+    d.answers.push_back(Err(RefuseReason::RateExceeded {
+        count: 20,
+        per_secs: 5,
+    }));
+    let out = d.send(b"HELO c\r\nMAIL FROM:<a@b.example>\r\nMAIL FROM:<a@b.example>\r\n");
+    assert!(out.contains("451 4.7.1 Too many messages"), "{out}");
+    assert!(out.ends_with("250 2.1.0 Sender ok\r\n"), "{out}");
+    let mut trusted = Driver::new();
+    trusted.send(b"HELO c\r\nMAIL FROM:<a@b.example>\r\n");
+    assert!(!trusted.events.iter().any(|e| matches!(e, Event::Ask(_))));
+}
+
+#[test]
+fn too_many_errors_end_the_session() {
+    let mut d = Driver::with(|c| c.limits.max_errors = 3);
+    let out = d.send(b"FOO\r\nBAR\r\nBAZ\r\nNOOP\r\n");
+    assert!(
+        out.ends_with(
+            "500 5.5.1 Command unrecognized\r\n421 4.7.0 Too many errors, closing connection\r\n"
+        ),
+        "{out}"
+    );
+    assert!(d.session.is_closed());
+}
+
+#[test]
+fn too_many_transactions_end_the_session() {
+    let mut d = Driver::with(|c| c.limits.max_transactions = 1);
+    let out = d.send(b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRSET\r\nMAIL FROM:<a@b.example>\r\n");
+    assert!(
+        out.ends_with("421 4.7.0 Too many messages in one connection; reconnect to send more\r\n"),
+        "{out}"
+    );
+    assert!(d.session.is_closed());
+}
+
+#[test]
+fn bad_recipients_are_throttled_then_the_session_ends_with_a_penalty() {
+    let mut d = Driver::with(|c| {
+        c.limits.bad_recipients_delay_after = 2;
+        c.limits.bad_recipients_limit = 5;
+    });
+    d.send(b"HELO c\r\nMAIL FROM:<a@b.example>\r\n");
+    // Two unknown users answer at once.
+    assert!(d
+        .send(b"RCPT TO:<u1@example.test>\r\nRCPT TO:<u2@example.test>\r\n")
+        .ends_with("550 5.1.1 Mailbox unavailable: no such user here\r\n"));
+    // From now on replies are held: 1 s, then 2 s, growing.
+    assert_eq!(d.send(b"RCPT TO:<u3@example.test>\r\n"), "");
+    assert_eq!(d.advance(Duration::from_millis(999)), "");
+    assert!(d.advance(Duration::from_millis(1)).starts_with("550 5.1.1"));
+    // A good address is delayed too, so timing reveals nothing.
+    assert_eq!(d.send(b"RCPT TO:<alice@example.test>\r\n"), "");
+    assert_eq!(d.advance(Duration::from_millis(1999)), "");
+    assert!(d.advance(Duration::from_millis(1)).starts_with("250 2.1.5"));
+    d.send(b"RCPT TO:<u4@example.test>\r\n");
+    assert!(d.advance(Duration::from_secs(2)).starts_with("550"));
+    // The last straw ends the session at once (a held 421 would be lost).
+    let out = d.send(b"RCPT TO:<u5@example.test>\r\n");
+    assert_eq!(
+        out,
+        "421 4.7.0 Too many unknown recipients, closing connection\r\n"
+    );
+    assert!(d.events.contains(&Event::Penalize));
+    assert!(d.session.is_closed());
+}
+
+#[test]
+fn spam_trap_is_refused_reported_and_blocks_the_rest_of_the_session() {
+    let mut d = Driver::with(|c| c.deny.spam_traps = vec!["trap@example.test".into()]);
+    let out = d.send(b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<Trap@Example.Test>\r\nDATA\r\n");
+    assert!(
+        out.contains("550 5.7.1 Mailbox unavailable; your address is now blocked"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("554 5.7.1 Your address is blocked for sending to a spam trap\r\n"),
+        "{out}"
+    );
+    assert!(d.events.contains(&Event::TrapHit {
+        trap: "trap@example.test".into()
+    }));
+    assert!(!d.events.contains(&Event::DataStart));
+}
+
+#[test]
+fn denied_senders_by_address_and_domain() {
+    let mut d = Driver::with(|c| {
+        c.deny.senders = vec!["spammer@bad.example".into(), "junk.example".into()];
+    });
+    d.send(b"HELO c\r\n");
+    for from in [
+        "<Spammer@Bad.Example>",
+        "<x@junk.example>",
+        "<x@mx.junk.example>",
+    ] {
+        let out = d.send(format!("MAIL FROM:{from}\r\n").as_bytes());
+        assert_eq!(out, "553 5.7.1 Sender address rejected\r\n", "{from}");
+    }
+    assert!(d.send(b"MAIL FROM:<ok@bad.example>\r\n").starts_with("250"));
+    assert!(d
+        .send(b"RSET\r\nMAIL FROM:<>\r\n")
+        .ends_with("250 2.1.0 Sender ok\r\n"));
+}
+
+#[test]
+fn helo_asks_when_names_are_denied() {
+    let mut d = Driver::with(|c| {
+        c.deny.from = vec![crate::config::DenyFrom::Name("spam.example".into())];
+    });
+    d.answers
+        .push_back(Err(RefuseReason::DeniedClient("spam.example".into())));
+    assert_eq!(
+        d.send(b"HELO host.spam.example\r\n"),
+        "554 5.7.1 Access denied\r\n"
+    );
+    assert!(d.send(b"MAIL FROM:<a@b.example>\r\n").starts_with("503"));
+    assert!(d.send(b"HELO ok.example\r\n").starts_with("250"));
+}
+
+#[test]
+fn greylisting_is_asked_for_untrusted_clients() {
+    let mut d = outsider(|c| {
+        c.limits.greet_pause = Duration::ZERO;
+        c.greylisting.enabled = true;
+    });
+    d.answers.push_back(Ok(())); // MAIL rate
+    d.answers.push_back(Err(RefuseReason::Greylisted));
+    let out = d.send(b"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@example.test>\r\n");
+    assert!(
+        out.ends_with("451 4.7.1 Greylisted: please try again later\r\n"),
+        "{out}"
+    );
+    assert!(d.events.contains(&Event::Ask(Question::Greylist {
+        from: "<a@b.example>".into(),
+        to: "<alice@example.test>".into()
+    })));
 }
