@@ -49,6 +49,7 @@
 //! - [`policy`]: every accept / refuse decision.
 //! - [`config`]: `hato.toml` into a typed [`config::Config`].
 //! - [`directory`]: the users file format.
+//! - [`dns`]: DNS queries, answers, the resolver and MX selection.
 //! - [`message`]: headers hato writes (Received).
 //! - [`queue`]: the queue file format.
 //! - [`refusal`]: the reasons for refusals and their replies.
@@ -59,6 +60,7 @@
 
 pub mod config;
 pub mod directory;
+pub mod dns;
 pub mod message;
 pub mod net;
 pub mod policy;

@@ -1,24 +1,48 @@
 //! The server-wide state and the per-connection work that both front ends
-//! share: admitting connections, turning session events into log lines
-//! (DESIGN.md §5) and spool operations. Logging here is cheap and may run
-//! anywhere; [`Connection::perform`] and [`Connection::write_body`] block on
-//! the file system, so `hato-smol` runs them through `smol::unblock`.
+//! share: admitting connections, answering the session's questions from
+//! the shared policy state, turning session events into log lines
+//! (DESIGN.md §5) and spool operations. Logging and answers here are cheap
+//! and may run anywhere; [`Connection::perform`] and
+//! [`Connection::write_body`] block on the file system, so `hato-smol` runs
+//! them through `smol::unblock`.
+//!
+//! Shared policy ([`SharedPolicy`], saved in `data_dir/state/policy`):
+//! - [`Server::admit`] refuses, before the session exists, an address in
+//!   `deny.from`, one blocked for a spam trap and one penalised after a
+//!   harvest attempt (`event=refuse stage=connect`);
+//! - `Question::Connect` asks the same plus the DNS checks, `Question::Helo`
+//!   the `deny.from` names, `Question::Mail` the per-host message rate,
+//!   `Question::Greylist` greylisting;
+//! - `Event::Penalize` and `Event::TrapHit` are recorded and logged
+//!   (`event=penalize`, `event=trap`);
+//! - at the end of data, a recipient that already got a message with the
+//!   same Message-ID within `limits.duplicate_window` is marked done before
+//!   delivery sees the message (`event=duplicate`).
 
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use hato_core::config::Config;
-use hato_core::policy::{ConnectionTable, Destination};
-use hato_core::queue::QueueEnvelope;
+use hato_core::config::{Config, DenyFrom};
+use hato_core::message::message_id;
+use hato_core::policy::{deny, ConnectionTable, Destination, PolicySettings};
+use hato_core::queue::{QueueEnvelope, QueuedRecipient};
 use hato_core::refusal::RefuseReason;
-use hato_core::smtp::server::{Event, Peer, Session, Verdict};
+use hato_core::smtp::server::{Event, Peer, Question, Session, Verdict};
+use hato_core::time::UnixTime;
 
 use crate::delivery::{DeliveryHandle, LocalDelivery};
+use crate::dns::DnsClient;
+use crate::dns_checks;
 use crate::log::{unix_now, Line};
+use crate::policy_store::{SharedPolicy, SAVE_EVERY};
 use crate::store::{SpoolWriter, Store, UsersCache};
+
+/// How much of the start of a message is kept to find its Message-ID:
+/// the header block, or this much of it at most.
+const HEAD_LIMIT: usize = 64 * 1024;
 
 /// Everything a running server shares between connections.
 #[derive(Debug)]
@@ -29,13 +53,17 @@ pub struct Server {
     pub store: Arc<Store>,
     users: UsersCache,
     delivery: DeliveryHandle,
+    policy: Arc<SharedPolicy>,
+    /// DNS, only when a check needs it (DNS block lists, `deny.from` names).
+    dns: Option<DnsClient>,
     connections: Mutex<ConnectionTable>,
     next_session: AtomicU64,
     stopping: AtomicBool,
 }
 
 impl Server {
-    /// Opens the store and starts local delivery (which first delivers what
+    /// Opens the store, loads the policy state (and starts saving it every
+    /// [`SAVE_EVERY`]) and starts local delivery (which first delivers what
     /// a previous run left in the queue).
     ///
     /// # Errors
@@ -45,32 +73,48 @@ impl Server {
         let store = Arc::new(Store::open(&cfg.data_dir)?);
         let users = UsersCache::new(&cfg.data_dir)
             .map_err(|e| io::Error::other(format!("users file: {e}")))?;
+        let policy = Arc::new(SharedPolicy::load(
+            Arc::clone(&store),
+            PolicySettings::from_config(&cfg),
+        ));
+        policy.start_saver(SAVE_EVERY)?;
         let delivery = LocalDelivery::spawn(Arc::clone(&store), Arc::clone(&cfg))?;
+        let needs_dns = !cfg.dnsbl.zones.is_empty()
+            || cfg.deny.from.iter().any(|e| matches!(e, DenyFrom::Name(_)));
+        let dns = needs_dns.then(|| DnsClient::from_config(&cfg));
         Ok(Arc::new(Self {
             cfg,
             store,
             users,
             delivery,
+            policy,
+            dns,
             connections: Mutex::new(ConnectionTable::default()),
             next_session: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
         }))
     }
 
-    /// Admits a connection within the connection limits, or returns the
-    /// 421 reply to send before closing (the refusal is logged).
+    /// Admits a connection, or returns the reply to send before closing
+    /// (the refusal is logged): 421 while stopping or over the connection
+    /// limits; 554 for an address in `deny.from` or blocked for a spam
+    /// trap; 421 for a penalised address.
     ///
     /// # Errors
-    /// The bytes of the 421 reply.
+    /// The bytes of the reply.
     pub fn admit(self: &Arc<Self>, peer: Peer) -> Result<Connection, Vec<u8>> {
         let id = format!("{:X}", self.next_session.fetch_add(1, Ordering::Relaxed));
+        let ip = peer.remote.ip();
         let admitted = if self.is_stopping() {
             Err(RefuseReason::ShuttingDown)
         } else {
-            self.connections
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .admit(peer.remote.ip(), &self.cfg.limits)
+            let allowed = self.policy.lock().check_connect(ip, unix_now());
+            allowed.and_then(|()| {
+                self.connections
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .admit(ip, &self.cfg.limits)
+            })
         };
         if let Err(reason) = admitted {
             let reply = reason.reply();
@@ -91,9 +135,16 @@ impl Server {
             peer,
             spool: None,
             spool_error: None,
+            head: Vec::new(),
             queued: None,
             closed_logged: false,
+            verified: OnceLock::new(),
         })
+    }
+
+    /// Returns the shared policy state.
+    pub fn policy(&self) -> &SharedPolicy {
+        &self.policy
     }
 
     /// Starts a graceful stop: new connections get 421 from now on; the
@@ -129,6 +180,7 @@ impl Server {
         }
         let left = self.live_connections();
         self.delivery.shutdown();
+        self.policy.stop();
         Line::new("stopped")
             .kv("how", "graceful")
             .kv("abandoned", left)
@@ -162,6 +214,8 @@ pub enum Work {
     Discard,
     /// Answer the session at once, without disk work.
     Answer(Verdict),
+    /// Answer a question that may need DNS lookups (blocking).
+    Lookup(Question),
 }
 
 impl Work {
@@ -179,15 +233,20 @@ pub struct Connection {
     peer: Peer,
     spool: Option<SpoolWriter>,
     spool_error: Option<String>,
+    /// The start of the message being received, up to the end of its
+    /// header block (at most [`HEAD_LIMIT`]), for its Message-ID.
+    head: Vec<u8>,
     queued: Option<QueuedInfo>,
     closed_logged: bool,
+    /// The client's verified reverse-DNS name, once looked up.
+    verified: OnceLock<Option<String>>,
 }
 
 #[derive(Debug)]
 struct QueuedInfo {
     id: String,
     from: String,
-    recipients: usize,
+    recipients: Vec<QueuedRecipient>,
     size: u64,
 }
 
@@ -267,7 +326,7 @@ impl Connection {
                 self.queued = Some(QueuedInfo {
                     id,
                     from: envelope.from.to_string(),
-                    recipients: envelope.recipients.len(),
+                    recipients: env.recipients.clone(),
                     size: 0,
                 });
                 Work::OpenSpool(Box::new(env))
@@ -279,10 +338,40 @@ impl Connection {
                 Work::Commit
             }
             Event::DataDiscarded => Work::Discard,
-            // Shared policy state is not kept yet: every question is
-            // answered "allowed", as before the questions existed.
-            Event::Ask(_) => Work::Answer(Verdict::Answer(Ok(()))),
-            Event::Penalize | Event::TrapHit { .. } => Work::None,
+            // Connect and HELO may need DNS (block lists, the verified
+            // client name): that blocks, so it is work for `perform`.
+            Event::Ask(question @ (Question::Connect | Question::Helo { .. })) => {
+                Work::Lookup(question)
+            }
+            Event::Ask(question) => Work::Answer(Verdict::Answer(self.answer(question))),
+            Event::Penalize => {
+                let now = unix_now();
+                let until = {
+                    let mut policy = self.server.policy.lock();
+                    policy.penalize(ip, now);
+                    policy.penalized_until(ip, now)
+                };
+                self.line("penalize")
+                    .kv("for", secs(self.server.cfg.limits.bad_recipients_penalty))
+                    .opt("until", until.map(UnixTime::rfc3339))
+                    .kv("reason", "too many unknown recipients")
+                    .emit();
+                Work::None
+            }
+            Event::TrapHit { trap } => {
+                let now = unix_now();
+                let until = {
+                    let mut policy = self.server.policy.lock();
+                    policy.trap_hit(ip, now);
+                    policy.trap_blocked_until(ip, now)
+                };
+                self.line("trap")
+                    .kv("trap", trap)
+                    .kv("for", secs(self.server.cfg.deny.trap_block))
+                    .opt("until", until.map(UnixTime::rfc3339))
+                    .emit();
+                Work::None
+            }
             Event::Closed(reason) => {
                 self.closed_logged = true;
                 self.line("disconnect").kv("reason", reason).emit();
@@ -291,12 +380,76 @@ impl Connection {
         }
     }
 
+    /// Answers a question of the session from the shared policy state.
+    fn answer(&self, question: Question) -> Result<(), RefuseReason> {
+        let ip = self.peer.remote.ip();
+        let cfg = &self.server.cfg;
+        match question {
+            Question::Connect => {
+                self.server.policy.lock().check_connect(ip, unix_now())?;
+                self.dns_checks()
+            }
+            // deny.from names: the HELO name, then the client's verified
+            // (forward-confirmed) reverse-DNS name.
+            Question::Helo { name } => {
+                deny::check_name(&cfg.deny, &name)?;
+                match self.verified_name() {
+                    Some(verified) => deny::check_name(&cfg.deny, &verified),
+                    None => Ok(()),
+                }
+            }
+            Question::Mail { .. } => self.server.policy.lock().check_message_rate(ip, unix_now()),
+            Question::Greylist { from, to } => {
+                // The session asks only for untrusted clients; the check
+                // here keeps that promise whatever the session does.
+                if cfg.relay.trusted_networks.iter().any(|n| n.contains(ip)) {
+                    return Ok(());
+                }
+                self.server
+                    .policy
+                    .lock()
+                    .check_greylist(ip, &from, &to, unix_now())
+            }
+        }
+    }
+
+    /// The checks that need DNS (block lists in `dnsbl.zones`, the
+    /// client's verified reverse-DNS name against `deny.from` names), asked
+    /// with `Question::Connect`: the DNS block lists (`dnsbl.zones`; a DNS
+    /// failure fails open and is logged). Trusted networks are not looked up.
+    fn dns_checks(&self) -> Result<(), RefuseReason> {
+        let (Some(dns), cfg) = (&self.server.dns, &self.server.cfg) else {
+            return Ok(());
+        };
+        let ip = self.peer.remote.ip();
+        if cfg.dnsbl.zones.is_empty() || cfg.relay.trusted_networks.iter().any(|n| n.contains(ip)) {
+            return Ok(());
+        }
+        dns_checks::dnsbl(dns, ip, &cfg.dnsbl.zones)
+    }
+
+    /// Returns the client's forward-confirmed reverse-DNS name, looked up
+    /// once per connection (blocking).
+    fn verified_name(&self) -> Option<String> {
+        let dns = self.server.dns.as_ref()?;
+        self.verified
+            .get_or_init(|| {
+                let name = dns_checks::verified_name(dns, self.peer.remote.ip());
+                self.line("client-name")
+                    .kv("verified", name.as_deref().unwrap_or("-"))
+                    .emit();
+                name
+            })
+            .clone()
+    }
+
     /// Does the disk work of [`Connection::on_event`]; returns the verdict
     /// to hand the session, if the event asked for one.
     pub fn perform(&mut self, work: Work) -> Option<Verdict> {
         match work {
             Work::None => None,
             Work::Answer(verdict) => Some(verdict),
+            Work::Lookup(question) => Some(Verdict::Answer(self.answer(question))),
             Work::OpenSpool(env) => Some(self.open_spool(&env)),
             Work::Commit => Some(self.commit()),
             Work::Discard => {
@@ -315,6 +468,7 @@ impl Connection {
         let Some(spool) = &mut self.spool else {
             return;
         };
+        keep_head(&mut self.head, chunk);
         if let Err(e) = spool.write(chunk) {
             self.spool_error = Some(e.to_string());
             if let Some(spool) = self.spool.take() {
@@ -328,6 +482,7 @@ impl Connection {
             Ok(spool) => {
                 self.spool = Some(spool);
                 self.spool_error = None;
+                self.head.clear();
                 Verdict::DataAccepted {
                     queue_id: env.id.clone(),
                     date: env.received,
@@ -343,19 +498,67 @@ impl Connection {
             (None, None) => Err("no spool file".to_owned()),
             (Some(spool), None) => spool.commit().map_err(|e| e.to_string()),
         };
+        let head = std::mem::take(&mut self.head);
         match (result, &self.queued) {
             (Ok(()), Some(q)) => {
                 self.line("queued")
                     .kv("id", &q.id)
                     .kv("from", &q.from)
                     .kv("size", q.size)
-                    .kv("nrcpt", q.recipients)
+                    .kv("nrcpt", q.recipients.len())
                     .emit();
+                self.drop_duplicates(q, &head);
                 self.server.delivery.submit(q.id.clone());
                 Verdict::Queued
             }
             (Ok(()), None) => Verdict::Queued,
             (Err(e), _) => Verdict::Refuse(RefuseReason::QueueUnavailable(e)),
+        }
+    }
+
+    /// Duplicate suppression, once the message is queued: each recipient
+    /// that got a message with the same Message-ID within
+    /// `limits.duplicate_window` is marked done, so delivery skips it. A
+    /// message without Message-ID is never suppressed. When the mark
+    /// cannot be written the copy is delivered (a duplicate is better than
+    /// a loss).
+    fn drop_duplicates(&self, q: &QueuedInfo, head: &[u8]) {
+        let Some(mid) = message_id(head) else {
+            return;
+        };
+        let now = unix_now();
+        let copies: Vec<usize> = {
+            let mut policy = self.server.policy.lock();
+            q.recipients
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| policy.seen_before(&mid, destination(r), now))
+                .map(|(idx, _)| idx)
+                .collect()
+        };
+        for idx in copies {
+            let to = q.recipients.get(idx).map_or("", |r| r.original.as_str());
+            match self.server.store.mark_delivered(&q.id, idx) {
+                Ok(()) => self
+                    .line("duplicate")
+                    .kv("id", &q.id)
+                    .kv("to", to)
+                    .kv("message_id", &mid)
+                    .kv(
+                        "reason",
+                        "same Message-ID to this recipient delivered already",
+                    )
+                    .emit(),
+                Err(e) => self
+                    .line("error")
+                    .kv("id", &q.id)
+                    .kv("to", to)
+                    .kv(
+                        "reason",
+                        format!("cannot drop a duplicate, delivering it: {e}"),
+                    )
+                    .emit(),
+            }
         }
     }
 
@@ -384,6 +587,37 @@ impl Drop for Connection {
     }
 }
 
+/// The address a recipient is delivered to: the mailbox (after aliases)
+/// or the remote address. Duplicates are told apart by it.
+fn destination(r: &QueuedRecipient) -> &str {
+    match &r.destination {
+        Destination::Local(a) | Destination::Remote(a) => a,
+    }
+}
+
+/// Appends the part of `chunk` that still belongs to the header block
+/// (up to and including the blank line that ends it, at most
+/// [`HEAD_LIMIT`] bytes in all) to `head`.
+fn keep_head(head: &mut Vec<u8>, chunk: &[u8]) {
+    const END: &[u8] = b"\r\n\r\n";
+    if head.len() >= HEAD_LIMIT || (head.len() >= END.len() && head.ends_with(END)) {
+        return;
+    }
+    let room = HEAD_LIMIT - head.len();
+    let take = &chunk[..chunk.len().min(room)];
+    // Look for the end of the header block across the boundary too.
+    let from = head.len().saturating_sub(END.len() - 1);
+    head.extend_from_slice(take);
+    if let Some(pos) = head[from..].windows(END.len()).position(|w| w == END) {
+        head.truncate(from + pos + END.len());
+    }
+}
+
+/// Writes a duration in whole seconds for a log line: `600s`.
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
 fn log_refusal(
     session: &str,
     ip: IpAddr,
@@ -400,4 +634,28 @@ fn log_refusal(
         .opt("id", queue_id)
         .kv("reason", reason)
         .emit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_ends_at_the_blank_line_even_across_chunks() {
+        let mut head = Vec::new();
+        keep_head(&mut head, b"Received: x\r\nMessage-ID: <a@b>\r");
+        keep_head(&mut head, b"\n\r");
+        keep_head(&mut head, b"\nbody\r\n");
+        keep_head(&mut head, b"more body\r\n");
+        assert_eq!(head, b"Received: x\r\nMessage-ID: <a@b>\r\n\r\n");
+    }
+
+    #[test]
+    fn the_head_is_bounded() {
+        let mut head = Vec::new();
+        for _ in 0..100 {
+            keep_head(&mut head, &[b'x'; 4096]);
+        }
+        assert_eq!(head.len(), HEAD_LIMIT);
+    }
 }

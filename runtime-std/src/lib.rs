@@ -1,12 +1,16 @@
 //! hato's blocking front end, and the pieces both front ends share: the
-//! store (spool, queue, Maildir, users file), local delivery, logging and
-//! the command line. Blocking file work is written once, here; `hato-smol`
-//! calls it through `smol::unblock`.
+//! store (spool, queue, Maildir, users file), local delivery, logging,
+//! the DNS client and its checks, and the command line. Blocking file and
+//! network work is written once, here; `hato-smol` calls it through
+//! `smol::unblock`.
 
 pub mod cli;
 pub mod delivery;
+pub mod dns;
+pub mod dns_checks;
 pub mod host;
 pub mod log;
+pub mod policy_store;
 pub mod serve;
 pub mod signals;
 pub mod store;

@@ -23,11 +23,18 @@ pub fn config_toml(t: &Transcript, data_dir: &Path) -> String {
 }
 
 /// Returns the `hato.toml` text with `overrides`, `(table, "key = value")`
-/// pairs as in [`Transcript::config`] (`table` empty for top-level keys):
-/// host name, data directory, both listeners on loopback with port 0, then
-/// the overrides grouped per table (an override replaces a default of the
-/// same key).
+/// pairs as in [`Transcript::config`] (`table` empty for top-level keys),
+/// or `("table.key", "value")` pairs (a dotted first part): host name, data
+/// directory, both listeners on loopback with port 0, then the overrides
+/// grouped per table (an override replaces a default of the same key).
 pub fn config_toml_with(overrides: &[(String, String)], data_dir: &Path) -> String {
+    let overrides: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(first, second)| match first.rsplit_once('.') {
+            Some((table, key)) => (table.to_owned(), format!("{key} = {second}")),
+            None => (first.clone(), second.clone()),
+        })
+        .collect();
     let mut tables: Vec<(String, Vec<String>)> = vec![
         (
             String::new(),
@@ -47,7 +54,7 @@ pub fn config_toml_with(overrides: &[(String, String)], data_dir: &Path) -> Stri
             ],
         ),
     ];
-    for (table, line) in overrides {
+    for (table, line) in &overrides {
         let key = line.split('=').next().unwrap_or("").trim().to_owned();
         let idx = match tables.iter().position(|(name, _)| name == table) {
             Some(i) => i,
@@ -109,4 +116,31 @@ pub fn core_directory() -> Result<Arc<Directory>, String> {
     Directory::parse(USERS)
         .map(Arc::new)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_may_be_table_and_line_or_dotted_key_and_value() {
+        let text = config_toml_with(
+            &[
+                ("limits".into(), "max_recipients = 5".into()),
+                ("limits.greet_pause".into(), "\"0s\"".into()),
+                ("relay.trusted_networks".into(), "[]".into()),
+            ],
+            Path::new("/d"),
+        );
+        assert!(
+            text.contains("\n[limits]\nmax_recipients = 5\ngreet_pause = \"0s\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n[relay]\ntrusted_networks = []\n"),
+            "{text}"
+        );
+        let cfg = Config::load(Some(&text), &Overrides::default()).unwrap();
+        assert!(cfg.relay.trusted_networks.is_empty());
+    }
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::units::{format_duration, format_size};
-use super::Config;
+use super::{Config, DenyFrom};
 use crate::net::IpNet;
 
 /// RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
@@ -57,10 +57,43 @@ pub(super) fn explain(cfg: &Config) -> String {
     ));
     line(aliases(cfg));
     line("VRFY reveals nothing (252) and EXPN is disabled (502).".into());
+    for l in defences(cfg) {
+        line(l);
+    }
+    for l in dns(cfg) {
+        line(l);
+    }
     for w in warnings(cfg) {
         line(format!("Warning: {w}"));
     }
     out
+}
+
+/// DNS block lists and the DNS servers hato asks.
+fn dns(cfg: &Config) -> [String; 2] {
+    let lists = if cfg.dnsbl.zones.is_empty() {
+        "DNS block lists: none (dnsbl.zones is empty).".to_owned()
+    } else {
+        format!(
+            "DNS block lists: a client listed by {} (an answer in 127.0.0.0/8) is refused \
+             when it connects (554 5.7.1, naming the list). When a list cannot be asked (DNS \
+             down, timeout), the client is not refused, and the failure is logged.",
+            cfg.dnsbl.zones.join(", ")
+        )
+    };
+    let servers = if cfg.delivery.dns_servers.is_empty() {
+        "DNS servers: the nameserver lines of /etc/resolv.conf (delivery.dns_servers is empty)."
+            .to_owned()
+    } else {
+        let list: Vec<String> = cfg
+            .delivery
+            .dns_servers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        format!("DNS servers: {}, asked in that order.", list.join(", "))
+    };
+    [lists, servers]
 }
 
 fn relay(cfg: &Config) -> String {
@@ -74,10 +107,153 @@ fn relay(cfg: &Config) -> String {
             list.join(", ")
         )
     };
+    let backup = if cfg.relay.relay_to.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Backup MX: mail for {} is accepted from anyone and kept in the queue for \
+             that domain's own servers.",
+            cfg.relay.relay_to.join(", ")
+        )
+    };
     format!(
         "{who} Everyone else may only send to the domains above. Authenticated users may relay \
-         (once AUTH is available)."
+         (once AUTH is available).{backup}"
     )
+}
+
+/// The built-in defences, one line each.
+fn defences(cfg: &Config) -> Vec<String> {
+    let l = &cfg.limits;
+    let mut out = Vec::new();
+    let rate = l.messages_per_host;
+    let cooldown = if l.rate_cooldown.is_zero() {
+        "until its rate drops again".to_owned()
+    } else {
+        format!("for {}", format_duration(l.rate_cooldown))
+    };
+    out.push(format!(
+        "Mail-bomb guard: at most {} messages in {} from one client address (an IPv6 client \
+         counts as its /64); past that, MAIL gets 451 4.7.1 (try later) {cooldown}. Trusted \
+         networks and authenticated clients are not counted.",
+        rate.count,
+        format_duration(rate.per)
+    ));
+    out.push(format!(
+        "Sessions: at most {} refused commands before the connection is closed (421), at most \
+         {} messages per connection.",
+        l.max_errors, l.max_transactions
+    ));
+    out.push(if l.greet_pause.is_zero() {
+        "Greeting pause: none.".to_owned()
+    } else {
+        format!(
+            "Greeting pause: {} on the SMTP port for clients outside the trusted networks; a \
+             client that talks before the greeting is refused (554). None on submission.",
+            format_duration(l.greet_pause)
+        )
+    });
+    let penalty = if l.bad_recipients_penalty.is_zero() {
+        String::new()
+    } else {
+        format!(
+            " and the client address is refused for {}",
+            format_duration(l.bad_recipients_penalty)
+        )
+    };
+    out.push(format!(
+        "Dictionary attacks: after {} unknown recipients in a session each further RCPT is \
+         delayed (1s, doubling up to 16s); after {} the session ends (421){penalty}.",
+        l.bad_recipients_delay_after, l.bad_recipients_limit
+    ));
+    out.push(if l.duplicate_window.is_zero() {
+        "Duplicate suppression: off.".to_owned()
+    } else {
+        format!(
+            "Duplicate suppression: a message whose Message-ID reached the same recipient \
+             within {} is accepted but not delivered again (logged as a duplicate).",
+            format_duration(l.duplicate_window)
+        )
+    });
+    out.push(deny_from(cfg));
+    out.push(if cfg.deny.senders.is_empty() {
+        "Denied senders: none.".to_owned()
+    } else {
+        format!(
+            "Denied senders (refused at MAIL, 553 5.7.1): {}.",
+            cfg.deny.senders.join(", ")
+        )
+    });
+    out.push(if cfg.deny.spam_traps.is_empty() {
+        "Spam traps: none.".to_owned()
+    } else {
+        let block = if cfg.deny.trap_block.is_zero() {
+            "is refused (but not blocked, as deny.trap_block is 0s)".to_owned()
+        } else {
+            format!(
+                "is refused and its address blocked for {}",
+                format_duration(cfg.deny.trap_block)
+            )
+        };
+        format!(
+            "Spam traps: {}; a client that writes to one {block}.",
+            cfg.deny.spam_traps.join(", ")
+        )
+    });
+    let g = &cfg.greylisting;
+    out.push(if g.enabled {
+        format!(
+            "Greylisting: on. The first message from a client network (/24, or /64 for IPv6) \
+             with a given sender and recipient is refused with 451 4.7.1; a retry after {} and \
+             within {} is accepted, and that combination then passes at once for {} after its \
+             latest message. Trusted networks and authenticated clients are never greylisted.",
+            format_duration(g.delay),
+            format_duration(g.retry_window),
+            format_duration(g.pass_for)
+        )
+    } else {
+        "Greylisting: off.".to_owned()
+    });
+    out.push(format!(
+        "Rates, penalties, blocks, greylisting and duplicates are remembered across restarts \
+         in {}.",
+        cfg.data_dir.join("state").join("policy").display()
+    ));
+    out
+}
+
+fn deny_from(cfg: &Config) -> String {
+    let mut nets = Vec::new();
+    let mut names = Vec::new();
+    for d in &cfg.deny.from {
+        match d {
+            DenyFrom::Net(n) => nets.push(n.to_string()),
+            DenyFrom::Name(n) => names.push(n.as_str()),
+        }
+    }
+    if nets.is_empty() && names.is_empty() {
+        return "Denied clients: none.".into();
+    }
+    let mut parts = Vec::new();
+    if !nets.is_empty() {
+        parts.push(format!(
+            "clients from {} are refused when they connect (554 5.7.1)",
+            nets.join(", ")
+        ));
+    }
+    if !names.is_empty() {
+        parts.push(format!(
+            "clients whose HELO name is {} or a host below {} are refused at HELO (554 5.7.1); \
+             reverse-DNS names will be checked too once hato looks names up",
+            names.join(", "),
+            if names.len() == 1 {
+                "it"
+            } else {
+                "one of them"
+            }
+        ));
+    }
+    format!("Denied clients: {}.", parts.join("; "))
 }
 
 fn addrs(list: &[SocketAddr]) -> String {
@@ -172,6 +348,35 @@ fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    if l.greet_pause > Duration::from_secs(30) {
+        w.push(format!(
+            "limits.greet_pause is {}; some senders give up on a greeting after 30 seconds or \
+             so and will try again later. A few seconds is enough to catch spam software.",
+            format_duration(l.greet_pause)
+        ));
+    }
+    if l.bad_recipients_delay_after >= l.bad_recipients_limit {
+        w.push(format!(
+            "limits.bad_recipients_delay_after ({}) is not below limits.bad_recipients_limit \
+             ({}), so unknown recipients are never delayed before the session is ended.",
+            l.bad_recipients_delay_after, l.bad_recipients_limit
+        ));
+    }
+    let g = &cfg.greylisting;
+    if g.enabled && g.delay > Duration::from_secs(3600) {
+        w.push(format!(
+            "greylisting.delay is {}; mail from new senders is held up at least that long. \
+             A few minutes is usual (\"5m\").",
+            format_duration(g.delay)
+        ));
+    }
+    if g.enabled && g.retry_window < Duration::from_secs(6 * 3600) {
+        w.push(format!(
+            "greylisting.retry_window is {}; honest servers that retry slowly may never get \
+             through. Hours or days are usual (\"2d\").",
+            format_duration(g.retry_window)
+        ));
+    }
     if cfg.listen.smtp.is_empty() && cfg.listen.submission.is_empty() {
         w.push(
             "listen.smtp and listen.submission are both empty; hato will accept no connections."
@@ -221,6 +426,92 @@ mod tests {
             assert!(text.contains(phrase), "missing {phrase:?} in\n{text}");
         }
         assert!(!text.contains("Warning"), "{text}");
+    }
+
+    #[test]
+    fn the_defences_are_explained_with_their_defaults() {
+        let text = cfg().explain();
+        for phrase in [
+            "Mail-bomb guard: at most 20 messages in 5s from one client address (an IPv6 client counts as its /64); past that, MAIL gets 451 4.7.1 (try later) for 1m. Trusted networks and authenticated clients are not counted.",
+            "Sessions: at most 10 refused commands before the connection is closed (421), at most 100 messages per connection.",
+            "Greeting pause: 1s on the SMTP port for clients outside the trusted networks",
+            "Dictionary attacks: after 3 unknown recipients in a session each further RCPT is delayed (1s, doubling up to 16s); after 10 the session ends (421) and the client address is refused for 10m.",
+            "Duplicate suppression: a message whose Message-ID reached the same recipient within 1d is accepted but not delivered again",
+            "Denied clients: none.",
+            "Denied senders: none.",
+            "Spam traps: none.",
+            "Greylisting: off.",
+            "remembered across restarts in hato-data/state/policy.",
+        ] {
+            assert!(text.contains(phrase), "missing {phrase:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn configured_defences_are_named() {
+        let mut c = cfg();
+        c.relay.relay_to = vec!["partner.example".into()];
+        c.deny.from = vec![
+            DenyFrom::Net(net("203.0.113.0/24")),
+            DenyFrom::Name("spam.example.net".into()),
+        ];
+        c.deny.senders = vec!["junk.example".into()];
+        c.deny.spam_traps = vec!["trap@example.org".into()];
+        c.greylisting.enabled = true;
+        c.limits.greet_pause = Duration::ZERO;
+        c.limits.duplicate_window = Duration::ZERO;
+        let text = c.explain();
+        for phrase in [
+            "Backup MX: mail for partner.example is accepted from anyone",
+            "Denied clients: clients from 203.0.113.0/24 are refused when they connect (554 5.7.1); clients whose HELO name is spam.example.net or a host below it are refused at HELO (554 5.7.1); reverse-DNS names will be checked too once hato looks names up.",
+            "Denied senders (refused at MAIL, 553 5.7.1): junk.example.",
+            "Spam traps: trap@example.org; a client that writes to one is refused and its address blocked for 1d.",
+            "Greylisting: on. The first message from a client network (/24, or /64 for IPv6) with a given sender and recipient is refused with 451 4.7.1; a retry after 5m and within 2d is accepted, and that combination then passes at once for 36d",
+            "Greeting pause: none.",
+            "Duplicate suppression: off.",
+        ] {
+            assert!(text.contains(phrase), "missing {phrase:?} in\n{text}");
+        }
+        assert!(!text.contains("Warning"), "{text}");
+    }
+
+    #[test]
+    fn odd_defence_settings_warn() {
+        let mut c = cfg();
+        c.limits.greet_pause = Duration::from_secs(60);
+        c.limits.bad_recipients_delay_after = 10;
+        c.greylisting.enabled = true;
+        c.greylisting.delay = Duration::from_secs(7200);
+        c.greylisting.retry_window = Duration::from_secs(10_800);
+        let text = c.explain();
+        for phrase in [
+            "Warning: limits.greet_pause is 1m",
+            "Warning: limits.bad_recipients_delay_after (10) is not below",
+            "Warning: greylisting.delay is 2h",
+            "Warning: greylisting.retry_window is 3h",
+        ] {
+            assert!(text.contains(phrase), "missing {phrase:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn dns_block_lists_and_servers_are_explained() {
+        let mut c = cfg();
+        let text = c.explain();
+        assert!(text.contains("DNS block lists: none (dnsbl.zones is empty).\n"));
+        assert!(text.contains("DNS servers: the nameserver lines of /etc/resolv.conf"));
+        c.dnsbl.zones = vec!["zen.example.net".into(), "bl.example".into()];
+        c.delivery.dns_servers = vec!["192.0.2.53:53".parse().unwrap()];
+        let text = c.explain();
+        assert!(
+            text.contains(
+                "DNS block lists: a client listed by zen.example.net, bl.example (an answer in \
+                 127.0.0.0/8) is refused when it connects (554 5.7.1, naming the list)."
+            ),
+            "{text}"
+        );
+        assert!(text.contains("the client is not refused, and the failure is logged."));
+        assert!(text.contains("DNS servers: 192.0.2.53:53, asked in that order.\n"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{names, units};
+use super::{names, units, DenyFrom, Rate};
 use crate::net::IpNet;
 
 /// A leaf value, read from a TOML string or integer by its own parser.
@@ -22,6 +22,10 @@ pub(super) trait Leaf: Sized {
 
     fn from_int(n: i64) -> Result<Self, String> {
         Err(format!("found the number {n}; write {}", Self::EXPECTING))
+    }
+
+    fn from_bool(b: bool) -> Result<Self, String> {
+        Err(format!("found {b}; write {}", Self::EXPECTING))
     }
 }
 
@@ -42,6 +46,10 @@ impl<T: Leaf> Visitor<'_> for LeafVisitor<T> {
         T::from_int(n).map_err(E::custom)
     }
 
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<T, E> {
+        T::from_bool(b).map_err(E::custom)
+    }
+
     fn visit_u64<E: de::Error>(self, n: u64) -> Result<T, E> {
         let n = i64::try_from(n).map_err(|_| E::custom(format!("{n} is too large")))?;
         T::from_int(n).map_err(E::custom)
@@ -57,7 +65,23 @@ macro_rules! leaf {
         }
     )*};
 }
-leaf!(Host, Mailbox, AliasKey, Text, Listener, Net, Size, Dur, Count);
+leaf!(
+    Host,
+    Mailbox,
+    AliasKey,
+    Text,
+    Listener,
+    Net,
+    Size,
+    Dur,
+    Count,
+    RateLeaf,
+    Flag,
+    DenyEntry,
+    SenderEntry
+);
+
+leaf!(DnsServer);
 
 /// A host or domain name, normalized.
 pub(super) struct Host(pub(super) String);
@@ -195,6 +219,80 @@ impl Leaf for Count {
     }
 }
 
+/// A rate such as `20/5s`.
+pub(super) struct RateLeaf(pub(super) Rate);
+
+impl Leaf for RateLeaf {
+    const EXPECTING: &'static str = "a rate in quotes, such as \"20/5s\" (20 in 5 seconds)";
+    fn from_text(s: &str) -> Result<Self, String> {
+        let (count, per) = units::parse_rate(s)?;
+        Ok(Self(Rate { count, per }))
+    }
+    fn from_int(n: i64) -> Result<Self, String> {
+        Err(format!(
+            "the number {n} has no period; write a count, a slash and a duration in quotes, \
+             e.g. \"{n}/5s\" ({n} in 5 seconds)"
+        ))
+    }
+}
+
+/// `true` or `false`.
+pub(super) struct Flag(pub(super) bool);
+
+impl Leaf for Flag {
+    const EXPECTING: &'static str = "true or false, without quotes";
+    fn from_text(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            b @ ("true" | "false") => {
+                Err(format!("\"{s}\" is in quotes; write {b} without quotes"))
+            }
+            _ => Err(format!(
+                "\"{s}\" is not true or false; write true or false, without quotes"
+            )),
+        }
+    }
+    fn from_bool(b: bool) -> Result<Self, String> {
+        Ok(Self(b))
+    }
+}
+
+/// A `deny.from` entry: an IP address or network, or a host or domain name.
+pub(super) struct DenyEntry(pub(super) DenyFrom);
+
+impl Leaf for DenyEntry {
+    const EXPECTING: &'static str = "an IP address, network or host name in quotes, such as \
+                                     \"203.0.113.0/24\" or \"spam.example.net\"";
+    fn from_text(s: &str) -> Result<Self, String> {
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(Self(DenyFrom::Net(net)));
+        }
+        let looks_like_address = s.contains([':', '/'])
+            || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+        if looks_like_address {
+            return Err(format!(
+                "\"{s}\" is not an IP address or network; write e.g. \"203.0.113.7\", \
+                 \"203.0.113.0/24\" or \"2001:db8::/32\""
+            ));
+        }
+        names::host_name(s).map(|n| Self(DenyFrom::Name(n)))
+    }
+}
+
+/// A `deny.senders` entry: an address, or a domain (`@` in front allowed).
+pub(super) struct SenderEntry(pub(super) String);
+
+impl Leaf for SenderEntry {
+    const EXPECTING: &'static str =
+        "an address or a domain in quotes, such as \"spammer@example.net\" or \"example.net\"";
+    fn from_text(s: &str) -> Result<Self, String> {
+        match s.strip_prefix('@') {
+            Some(domain) => names::host_name(domain).map(Self),
+            None if s.contains('@') => names::mailbox(s).map(Self),
+            None => names::host_name(s).map(Self),
+        }
+    }
+}
+
 /// A TOML array whose elements keep their spans.
 pub(super) struct List<T>(pub(super) Vec<Spanned<T>>);
 
@@ -243,5 +341,29 @@ impl<'de> Deserialize<'de> for Aliases {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A DNS server: an IP address, with a port when it is not 53.
+pub(super) struct DnsServer(pub(super) SocketAddr);
+
+impl Leaf for DnsServer {
+    const EXPECTING: &'static str =
+        "an IP address in quotes, such as \"192.0.2.53\" or \"[2001:db8::53]:5353\"";
+    fn from_text(s: &str) -> Result<Self, String> {
+        let addr = match s.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, 53),
+            Err(_) => s.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "\"{s}\" is not an IP address; write e.g. \"192.0.2.53\", \"192.0.2.53:5353\" \
+                     or \"[2001:db8::53]:5353\" (host names are not allowed: hato would need DNS \
+                     to find its DNS server)"
+                )
+            })?,
+        };
+        if addr.port() == 0 {
+            return Err(format!("\"{s}\" has port 0; leave the port out for 53"));
+        }
+        Ok(Self(addr))
     }
 }

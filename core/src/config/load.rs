@@ -12,9 +12,13 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::error::{line_of, syntax};
-use super::leaf::{List, Listener};
-use super::raw::{RawConfig, RawLimits};
-use super::{error, names, Config, ConfigError, Limits, Listen, Overrides, Relay, Timeouts};
+use super::leaf::{Host, List, Listener};
+use super::raw::{RawConfig, RawDeny, RawGreylisting, RawLimits};
+use super::units::format_duration;
+use super::{
+    error, names, Config, ConfigError, Deny, Greylisting, Limits, Listen, Overrides, Relay,
+    Timeouts,
+};
 use crate::net::IpNet;
 
 pub(super) fn defaults(hostname: &str) -> Config {
@@ -39,9 +43,10 @@ pub(super) fn defaults(hostname: &str) -> Config {
         limits: Limits::default(),
         timeouts: Timeouts::default(),
         aliases: BTreeMap::new(),
-        deny: super::Deny::default(),
+        deny: Deny::default(),
         dnsbl: super::Dnsbl::default(),
-        greylisting: super::Greylisting::default(),
+        greylisting: Greylisting::default(),
+        delivery: super::Delivery::default(),
     }
 }
 
@@ -152,6 +157,9 @@ fn build(raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, ConfigErr
             .map(|n| n.into_inner().0)
             .collect();
     }
+    if let Some(list) = raw.relay.relay_to {
+        cfg.relay.relay_to = relay_to(list, text, &cfg.domains)?;
+    }
     limits(&raw.limits, text, &mut cfg.limits)?;
     for (key, value, slot) in [
         (
@@ -171,8 +179,62 @@ fn build(raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, ConfigErr
         }
     }
     cfg.aliases = super::aliases::build(raw.aliases, text, &cfg.domains)?;
+    deny(raw.deny, text, &mut cfg)?;
+    greylisting(&raw.greylisting, text, &mut cfg.greylisting)?;
+    dns(raw.dnsbl, raw.delivery, &mut cfg);
     Ok(cfg)
 }
+
+/// Takes `dnsbl.zones` and `delivery.dns_servers`, each entry once.
+fn dns(dnsbl: super::raw::RawDnsbl, delivery: super::raw::RawDelivery, cfg: &mut Config) {
+    if let Some(zones) = dnsbl.zones {
+        cfg.dnsbl.zones.clear();
+        for zone in zones.into_inner().0 {
+            let zone = zone.into_inner().0;
+            if !cfg.dnsbl.zones.contains(&zone) {
+                cfg.dnsbl.zones.push(zone);
+            }
+        }
+    }
+    if let Some(servers) = delivery.dns_servers {
+        cfg.delivery.dns_servers.clear();
+        for server in servers.into_inner().0 {
+            let server = server.into_inner().0;
+            if !cfg.delivery.dns_servers.contains(&server) {
+                cfg.delivery.dns_servers.push(server);
+            }
+        }
+    }
+}
+
+/// Takes `relay.relay_to`: domains we are a backup MX for, without
+/// duplicates; a local domain is refused (its mail is delivered here).
+fn relay_to(
+    list: Spanned<List<Host>>,
+    text: &str,
+    local: &[String],
+) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for item in list.into_inner().0 {
+        let span = item.span();
+        let d = item.into_inner().0;
+        if local.contains(&d) {
+            let msg = format!(
+                "\"{d}\" is also one of the local domains (`domains`), whose mail is delivered \
+                 here; a domain is either local or relayed to, so remove it from one of the two"
+            );
+            return Err(ConfigError::at(text, span, "relay.relay_to", msg));
+        }
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// Longest greeting pause: clients give up on a greeting after 5 minutes
+/// (RFC 5321 §4.5.3.2.1).
+const MAX_GREET_PAUSE: Duration = Duration::from_secs(300);
 
 fn limits(raw: &RawLimits, text: &str, out: &mut Limits) -> Result<(), ConfigError> {
     if let Some(v) = &raw.max_message_size {
@@ -206,6 +268,17 @@ fn limits(raw: &RawLimits, text: &str, out: &mut Limits) -> Result<(), ConfigErr
             &raw.max_connections_per_host,
             &mut out.max_connections_per_host,
         ),
+        ("limits.max_errors", &raw.max_errors, &mut out.max_errors),
+        (
+            "limits.max_transactions",
+            &raw.max_transactions,
+            &mut out.max_transactions,
+        ),
+        (
+            "limits.bad_recipients_limit",
+            &raw.bad_recipients_limit,
+            &mut out.bad_recipients_limit,
+        ),
     ] {
         if let Some(v) = value {
             if v.get_ref().0 == 0 {
@@ -214,6 +287,134 @@ fn limits(raw: &RawLimits, text: &str, out: &mut Limits) -> Result<(), ConfigErr
             }
             *slot = v.get_ref().0;
         }
+    }
+    if let Some(v) = &raw.bad_recipients_delay_after {
+        out.bad_recipients_delay_after = v.get_ref().0;
+    }
+    if let Some(v) = &raw.messages_per_host {
+        out.messages_per_host = v.get_ref().0;
+    }
+    // Zero is allowed for these: no cool-down (only the rate itself), no
+    // penalty, no duplicate suppression, no greeting pause.
+    for (value, slot) in [
+        (&raw.rate_cooldown, &mut out.rate_cooldown),
+        (&raw.bad_recipients_penalty, &mut out.bad_recipients_penalty),
+        (&raw.duplicate_window, &mut out.duplicate_window),
+    ] {
+        if let Some(v) = value {
+            *slot = v.get_ref().0;
+        }
+    }
+    if let Some(v) = &raw.greet_pause {
+        if v.get_ref().0 >= MAX_GREET_PAUSE {
+            let msg = format!(
+                "{} is too long: clients give up waiting for a greeting after 5 minutes \
+                 (RFC 5321 §4.5.3.2.1); write a few seconds, e.g. \"1s\", or \"0s\" for no pause",
+                format_duration(v.get_ref().0)
+            );
+            return Err(ConfigError::at(text, v.span(), "limits.greet_pause", msg));
+        }
+        out.greet_pause = v.get_ref().0;
+    }
+    Ok(())
+}
+
+/// Takes the `[deny]` table. Spam traps must be addresses of a local
+/// domain (nobody could send to them here otherwise), and never the
+/// postmaster or an alias, which must keep receiving mail.
+fn deny(raw: RawDeny, text: &str, cfg: &mut Config) -> Result<(), ConfigError> {
+    let out: &mut Deny = &mut cfg.deny;
+    if let Some(list) = raw.from {
+        for item in list.into_inner().0 {
+            let entry = item.into_inner().0;
+            if !out.from.contains(&entry) {
+                out.from.push(entry);
+            }
+        }
+    }
+    if let Some(list) = raw.senders {
+        for item in list.into_inner().0 {
+            let entry = item.into_inner().0;
+            if !out.senders.contains(&entry) {
+                out.senders.push(entry);
+            }
+        }
+    }
+    if let Some(list) = raw.spam_traps {
+        for item in list.into_inner().0 {
+            let span = item.span();
+            let trap = item.into_inner().0;
+            let (local, domain) = trap.rsplit_once('@').unwrap_or((trap.as_str(), ""));
+            let why = if !cfg.domains.iter().any(|d| d == domain) {
+                Some(format!(
+                    "\"{trap}\" is not in one of the local domains ({}), so no one can send to \
+                     it here; use an address such as \"trap@{}\"",
+                    cfg.domains.join(", "),
+                    cfg.domains.first().map_or("example.org", String::as_str)
+                ))
+            } else if local == "postmaster" || trap == cfg.postmaster {
+                Some(format!(
+                    "\"{trap}\" is the postmaster, which must always receive mail (RFC 5321 \
+                     §4.5.1); choose an address nobody uses"
+                ))
+            } else if cfg.aliases.contains_key(&trap) || cfg.aliases.contains_key(local) {
+                Some(format!(
+                    "\"{trap}\" is also an alias in [aliases]; a trap must be an address \
+                     nobody uses, so remove one of the two"
+                ))
+            } else {
+                None
+            };
+            if let Some(msg) = why {
+                return Err(ConfigError::at(text, span, "deny.spam_traps", msg));
+            }
+            if !out.spam_traps.contains(&trap) {
+                out.spam_traps.push(trap);
+            }
+        }
+    }
+    if let Some(v) = &raw.trap_block {
+        out.trap_block = v.get_ref().0;
+    }
+    Ok(())
+}
+
+/// Takes the `[greylisting]` table; the delay must be at least a second
+/// and shorter than the retry window, or no retry could ever pass.
+fn greylisting(raw: &RawGreylisting, text: &str, out: &mut Greylisting) -> Result<(), ConfigError> {
+    if let Some(v) = &raw.enabled {
+        out.enabled = v.get_ref().0;
+    }
+    for (key, value, slot) in [
+        ("greylisting.delay", &raw.delay, &mut out.delay),
+        ("greylisting.pass_for", &raw.pass_for, &mut out.pass_for),
+        (
+            "greylisting.retry_window",
+            &raw.retry_window,
+            &mut out.retry_window,
+        ),
+    ] {
+        if let Some(v) = value {
+            if v.get_ref().0 < Duration::from_secs(1) {
+                let msg = "must be at least 1s; write e.g. \"5m\"".into();
+                return Err(ConfigError::at(text, v.span(), key, msg));
+            }
+            *slot = v.get_ref().0;
+        }
+    }
+    if out.retry_window <= out.delay {
+        let (span, key) = match (&raw.retry_window, &raw.delay) {
+            (Some(v), _) => (v.span(), "greylisting.retry_window"),
+            (None, Some(v)) => (v.span(), "greylisting.delay"),
+            (None, None) => (0..0, "greylisting.retry_window"),
+        };
+        let msg = format!(
+            "the retry window ({}) must be longer than the delay ({}), or no retry could ever \
+             pass; e.g. delay = \"5m\" and retry_window = \"2d\"",
+            format_duration(out.retry_window),
+            format_duration(out.delay)
+        );
+        return Err(ConfigError::at(text, span, key, msg));
     }
     Ok(())
 }

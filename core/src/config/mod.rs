@@ -77,6 +77,8 @@ pub struct Config {
     pub dnsbl: Dnsbl,
     /// Greylisting.
     pub greylisting: Greylisting,
+    /// How hato reaches other servers.
+    pub delivery: Delivery,
 }
 
 /// A rate: `count` events per `per` (written `20/5s`).
@@ -119,6 +121,14 @@ pub struct Deny {
 pub struct Dnsbl {
     /// DNS block list zones (e.g. `zen.spamhaus.org`). Default: none.
     pub zones: Vec<String>,
+}
+
+/// The `[delivery]` table (today its DNS servers only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Recursive DNS servers to ask, in order. Empty (the default): the
+    /// `nameserver` lines of /etc/resolv.conf, which the front end reads.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// The `[greylisting]` table.

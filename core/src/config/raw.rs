@@ -5,11 +5,14 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::leaf::{Aliases, Count, Dur, Host, List, Listener, Mailbox, Net, Size, Text};
+use super::leaf::{
+    Aliases, Count, DenyEntry, DnsServer, Dur, Flag, Host, List, Listener, Mailbox, Net, RateLeaf,
+    SenderEntry, Size, Text,
+};
 
 /// The keys of each table, for the message about an unknown key. A unit
 /// test checks them against the structs below.
-pub(super) const TABLES: [(&str, &[&str]); 5] = [
+pub(super) const TABLES: [(&str, &[&str]); 9] = [
     (
         "",
         &[
@@ -22,10 +25,14 @@ pub(super) const TABLES: [(&str, &[&str]); 5] = [
             "limits",
             "timeouts",
             "aliases",
+            "deny",
+            "greylisting",
+            "dnsbl",
+            "delivery",
         ],
     ),
     ("listen", &["smtp", "submission"]),
-    ("relay", &["trusted_networks"]),
+    ("relay", &["trusted_networks", "relay_to"]),
     (
         "limits",
         &[
@@ -33,20 +40,30 @@ pub(super) const TABLES: [(&str, &[&str]); 5] = [
             "max_recipients",
             "max_connections",
             "max_connections_per_host",
+            "messages_per_host",
+            "rate_cooldown",
+            "max_errors",
+            "max_transactions",
+            "greet_pause",
+            "bad_recipients_delay_after",
+            "bad_recipients_limit",
+            "bad_recipients_penalty",
+            "duplicate_window",
         ],
     ),
     ("timeouts", &["command", "data"]),
+    ("deny", &["from", "senders", "spam_traps", "trap_block"]),
+    (
+        "greylisting",
+        &["enabled", "delay", "retry_window", "pass_for"],
+    ),
+    ("dnsbl", &["zones"]),
+    ("delivery", &["dns_servers"]),
 ];
 
 /// Keys of DESIGN.md §3 that later versions will implement. Refused, as
 /// silently ignoring e.g. a deny list would be a security hazard.
-pub(super) const NOT_YET: [&str; 5] = [
-    "listen.submissions",
-    "relay.relay_to",
-    "limits.messages_per_host",
-    "deny",
-    "delivery",
-];
+pub(super) const NOT_YET: [&str; 2] = ["listen.submissions", "delivery.smtp_port"];
 
 /// The whole file.
 #[derive(Default, Deserialize)]
@@ -66,6 +83,14 @@ pub(super) struct RawConfig {
     pub(super) timeouts: RawTimeouts,
     #[serde(default)]
     pub(super) aliases: Aliases,
+    #[serde(default)]
+    pub(super) deny: RawDeny,
+    #[serde(default)]
+    pub(super) greylisting: RawGreylisting,
+    #[serde(default)]
+    pub(super) dnsbl: RawDnsbl,
+    #[serde(default)]
+    pub(super) delivery: RawDelivery,
 }
 
 #[derive(Default, Deserialize)]
@@ -85,6 +110,7 @@ pub(super) struct RawListen {
 )]
 pub(super) struct RawRelay {
     pub(super) trusted_networks: Option<Spanned<List<Net>>>,
+    pub(super) relay_to: Option<Spanned<List<Host>>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -97,6 +123,15 @@ pub(super) struct RawLimits {
     pub(super) max_recipients: Option<Spanned<Count>>,
     pub(super) max_connections: Option<Spanned<Count>>,
     pub(super) max_connections_per_host: Option<Spanned<Count>>,
+    pub(super) messages_per_host: Option<Spanned<RateLeaf>>,
+    pub(super) rate_cooldown: Option<Spanned<Dur>>,
+    pub(super) max_errors: Option<Spanned<Count>>,
+    pub(super) max_transactions: Option<Spanned<Count>>,
+    pub(super) greet_pause: Option<Spanned<Dur>>,
+    pub(super) bad_recipients_delay_after: Option<Spanned<Count>>,
+    pub(super) bad_recipients_limit: Option<Spanned<Count>>,
+    pub(super) bad_recipients_penalty: Option<Spanned<Dur>>,
+    pub(super) duplicate_window: Option<Spanned<Dur>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -107,6 +142,48 @@ pub(super) struct RawLimits {
 pub(super) struct RawTimeouts {
     pub(super) command: Option<Spanned<Dur>>,
     pub(super) data: Option<Spanned<Dur>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [deny] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawDeny {
+    pub(super) from: Option<Spanned<List<DenyEntry>>>,
+    pub(super) senders: Option<Spanned<List<SenderEntry>>>,
+    pub(super) spam_traps: Option<Spanned<List<Mailbox>>>,
+    pub(super) trap_block: Option<Spanned<Dur>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [greylisting] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawGreylisting {
+    pub(super) enabled: Option<Spanned<Flag>>,
+    pub(super) delay: Option<Spanned<Dur>>,
+    pub(super) retry_window: Option<Spanned<Dur>>,
+    pub(super) pass_for: Option<Spanned<Dur>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [dnsbl] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawDnsbl {
+    pub(super) zones: Option<Spanned<List<Host>>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [delivery] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawDelivery {
+    pub(super) dns_servers: Option<Spanned<List<DnsServer>>>,
 }
 
 #[cfg(test)]

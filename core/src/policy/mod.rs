@@ -3,10 +3,13 @@
 //! [`RefuseReason`](crate::refusal::RefuseReason) that is logged.
 
 mod connections;
+pub mod deny;
 mod recipient;
+pub mod state;
 
 pub use connections::ConnectionTable;
 pub use recipient::{check_recipient, Destination};
+pub use state::{PolicySettings, PolicyState};
 
 use std::net::IpAddr;
 

@@ -9,7 +9,8 @@
 //!                         only once complete and fsynced
 //!   mailboxes/<domain>/<local>/{tmp,new,cur}   Maildir
 //!   users                 mailboxes and password hashes (passwd-file)
-//!   state/                rate-limit and greylist state
+//!   state/policy          rate, penalty, trap-block, greylisting and
+//!                         duplicate records (see `policy`)
 //! ```
 //!
 //! Directories are created 0700 and files 0600: mail is private.
@@ -20,6 +21,7 @@
 mod fsutil;
 mod id;
 pub mod maildir;
+mod policy;
 mod progress;
 mod queue;
 mod spool;
@@ -37,6 +39,7 @@ use hato_core::queue::is_valid_queue_id;
 
 use crate::log;
 
+pub use policy::POLICY_FILE;
 pub use queue::QueueSummary;
 pub use spool::SpoolWriter;
 pub use users_cache::UsersCache;

@@ -1,6 +1,7 @@
 //! Session tests through the public API (arrange, act, assert), driven in
 //! virtual time like quinn's `Pair`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ struct Driver {
     events: Vec<Event>,
     greeting: String,
     /// Answers to the session's questions, in order; "allowed" when empty.
-    answers: std::collections::VecDeque<Result<(), RefuseReason>>,
+    answers: VecDeque<Result<(), RefuseReason>>,
 }
 
 impl Driver {
@@ -43,7 +44,7 @@ impl Driver {
             body: Vec::new(),
             events: Vec::new(),
             greeting: String::new(),
-            answers: std::collections::VecDeque::new(),
+            answers: VecDeque::new(),
         };
         d.greeting = d.drain();
         d
