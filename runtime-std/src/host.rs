@@ -70,6 +70,9 @@ impl Server {
     /// When the data directory cannot be created or opened.
     pub fn start(cfg: Config) -> io::Result<Arc<Self>> {
         let cfg = Arc::new(cfg);
+        for warning in cfg.warnings() {
+            Line::new("warning").kv("config", warning).emit();
+        }
         let store = Arc::new(Store::open(&cfg.data_dir)?);
         let users = UsersCache::new(&cfg.data_dir)
             .map_err(|e| io::Error::other(format!("users file: {e}")))?;

@@ -293,7 +293,7 @@ fn aliases(cfg: &Config) -> String {
 }
 
 /// The risky values, each with its consequence and the fix.
-fn warnings(cfg: &Config) -> Vec<String> {
+pub(super) fn warnings(cfg: &Config) -> Vec<String> {
     let mut w = Vec::new();
     for net in &cfg.relay.trusted_networks {
         let (bits, wide) = match net.addr() {

@@ -296,6 +296,12 @@ impl Config {
         self.domains.iter().any(|l| l.eq_ignore_ascii_case(d))
     }
 
+    /// Returns the warnings about risky values (open-relay networks, short
+    /// timeouts, ...), which `serve` logs at start and `check-config` prints.
+    pub fn warnings(&self) -> Vec<String> {
+        explain::warnings(self)
+    }
+
     /// Describes the effective policy in plain words for `hato check-config`.
     pub fn explain(&self) -> String {
         explain::explain(self)
