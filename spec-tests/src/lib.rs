@@ -25,6 +25,7 @@ pub mod client;
 pub mod core_run;
 pub mod maildir;
 pub mod python;
+pub mod raw;
 pub mod render;
 pub mod server;
 pub mod setup;

@@ -429,6 +429,36 @@ impl Server {
         }
     }
 
+    /// Returns the log lines of `event` once there are at least `n` of them,
+    /// or what there is after a few seconds (the log is read on a thread of
+    /// its own, so a line may arrive just after the reply it explains).
+    pub fn wait_events(&self, event: &str, n: usize) -> Vec<String> {
+        self.wait_lines(n, |line| {
+            line.split_whitespace()
+                .any(|t| t == format!("event={event}"))
+        })
+    }
+
+    /// Returns the `event=refuse` lines whose reason contains `reason`, once
+    /// there are at least `n` of them, or what there is after a few seconds.
+    pub fn wait_refusals(&self, reason: &str, n: usize) -> Vec<String> {
+        self.wait_lines(n, |line| {
+            line.contains("event=refuse")
+                && log_value(line, "reason").is_some_and(|r| r.contains(reason))
+        })
+    }
+
+    fn wait_lines(&self, n: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<String> = self.log_lines().into_iter().filter(|l| keep(l)).collect();
+            if lines.len() >= n || Instant::now() >= deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Returns every line the server wrote to stderr so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()

@@ -7,98 +7,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use hato_core::policy::ListenerKind;
+use hato_spec_tests::raw::{overrides, untrusted, RawClient as Raw};
 use hato_spec_tests::server::{Binary, DataDir, Server};
-
-/// A raw connection: reads whatever the server says, including the
-/// greetings that a normal client refuses (421, 554).
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        self.stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-    }
-
-    /// Returns the next reply line (the last line of a multi-line reply),
-    /// or "" when the server closed the connection.
-    fn line(&mut self) -> String {
-        loop {
-            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buf.drain(..pos + 2).collect();
-                let line = String::from_utf8_lossy(&line[..pos]).into_owned();
-                if line.as_bytes().get(3) == Some(&b'-') {
-                    continue;
-                }
-                return line;
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return String::new(),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    }
-
-    fn closed(&mut self) -> bool {
-        self.line().is_empty()
-    }
-}
-
-fn untrusted() -> Vec<(String, String)> {
-    vec![("relay.trusted_networks".into(), "[]".into())]
-}
-
-fn with(mut base: Vec<(String, String)>, more: &[(&str, &str)]) -> Vec<(String, String)> {
-    base.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    base
-}
 
 fn start(binary: Binary, overrides: &[(String, String)]) -> Server {
     let data = DataDir::new("defences").unwrap();
     Server::start_with(binary, data, overrides).unwrap()
 }
 
-/// Counts the logged refusals naming `reason_part`, waiting (bounded) for
-/// at least `expected` of them: the harness reads the server's stderr on a
-/// thread of its own, so a line may arrive just after the reply.
-fn refusals(server: &Server, reason_part: &str, expected: usize) -> usize {
-    let count = || {
-        server
-            .events("refuse")
-            .iter()
-            .filter(|l| l.contains(reason_part))
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while count() < expected && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    count()
-}
-
 fn flood(binary: Binary, limits: &[(&str, &str)], admitted: usize, reply: &str, reason: &str) {
-    let server = start(binary, &with(Vec::new(), limits));
+    let server = start(binary, &overrides(limits));
     let addr = server.addr(ListenerKind::Smtp).unwrap();
     let mut held: Vec<Raw> = (0..admitted).map(|_| Raw::connect(addr)).collect();
     for c in &mut held {
@@ -125,7 +46,11 @@ fn flood(binary: Binary, limits: &[(&str, &str)], admitted: usize, reply: &str, 
         assert!(Instant::now() < deadline, "slot never freed: {greeting}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(refusals(&server, reason, 1) >= 1, "{}", server.log_text());
+    assert!(
+        !server.wait_refusals(reason, 1).is_empty(),
+        "{}",
+        server.log_text()
+    );
 }
 
 fn connection_flood_per_host(binary: Binary) {
@@ -151,7 +76,10 @@ fn connection_flood_global(binary: Binary) {
 fn greet_pause_and_early_talker(binary: Binary) {
     let server = start(
         binary,
-        &with(untrusted(), &[("limits.greet_pause", "\"1s\"")]),
+        &overrides(&[
+            ("relay.trusted_networks", "[]"),
+            ("limits.greet_pause", "\"1s\""),
+        ]),
     );
     let addr = server.addr(ListenerKind::Smtp).unwrap();
     let started = Instant::now();
@@ -170,7 +98,9 @@ fn greet_pause_and_early_talker(binary: Binary) {
     );
     assert!(talker.closed());
     assert_eq!(
-        refusals(&server, "client talked before the greeting", 1),
+        server
+            .wait_refusals("client talked before the greeting", 1)
+            .len(),
         1,
         "{}",
         server.log_text()
@@ -178,14 +108,10 @@ fn greet_pause_and_early_talker(binary: Binary) {
 }
 
 fn dictionary_attack_is_throttled(binary: Binary) {
-    let overrides = with(
-        untrusted(),
-        &[
-            ("limits.greet_pause", "\"0s\""),
-            ("limits.bad_recipients_delay_after", "1"),
-            ("limits.bad_recipients_limit", "4"),
-        ],
-    );
+    let overrides = untrusted(&[
+        ("limits.bad_recipients_delay_after", "1"),
+        ("limits.bad_recipients_limit", "4"),
+    ]);
     let server = start(binary, &overrides);
     let addr = server.addr(ListenerKind::Smtp).unwrap();
     let mut c = Raw::connect(addr);
@@ -215,8 +141,12 @@ fn dictionary_attack_is_throttled(binary: Binary) {
     );
     assert!(c.closed());
     let log = server.log_text();
-    assert_eq!(refusals(&server, "harvest attempt", 1), 1, "{log}");
-    assert_eq!(refusals(&server, "unknown local user", 3), 3, "{log}");
+    assert_eq!(server.wait_refusals("harvest attempt", 1).len(), 1, "{log}");
+    assert_eq!(
+        server.wait_refusals("unknown local user", 3).len(),
+        3,
+        "{log}"
+    );
     // The penalised address is refused at connect for a while.
     std::thread::sleep(Duration::from_millis(200));
     let mut next = Raw::connect(addr);
@@ -225,10 +155,7 @@ fn dictionary_attack_is_throttled(binary: Binary) {
 }
 
 fn transactions_per_connection(binary: Binary) {
-    let server = start(
-        binary,
-        &with(Vec::new(), &[("limits.max_transactions", "2")]),
-    );
+    let server = start(binary, &overrides(&[("limits.max_transactions", "2")]));
     let addr = server.addr(ListenerKind::Smtp).unwrap();
     let mut c = Raw::connect(addr);
     assert!(c.line().starts_with("220 "));
@@ -247,7 +174,9 @@ fn transactions_per_connection(binary: Binary) {
     );
     assert!(c.closed());
     assert_eq!(
-        refusals(&server, "too many transactions in connection (limit 2)", 1),
+        server
+            .wait_refusals("too many transactions in connection (limit 2)", 1)
+            .len(),
         1,
         "{}",
         server.log_text()

@@ -404,38 +404,6 @@ fn truncated_answer_is_fetched_over_tcp() {
     assert_eq!(texts[0], format!("0{text}").into_bytes());
 }
 
-/// Reads one reply line (the last of a multi-line reply) from a raw
-/// connection; "" when the server closed it.
-fn reply_line(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> String {
-    loop {
-        if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
-            let line: Vec<u8> = buf.drain(..pos + 2).collect();
-            let line = String::from_utf8_lossy(&line[..pos]).into_owned();
-            if line.as_bytes().get(3) == Some(&b'-') {
-                continue;
-            }
-            return line;
-        }
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return String::new(),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// Polls the server's log for a refusal naming `reason`.
-fn logged(server: &hato_spec_tests::server::Server, reason: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if server.events("refuse").iter().any(|l| l.contains(reason)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 /// Both binaries, end to end: a client listed in a DNS block list is
 /// refused at the greeting (554 5.7.1 naming the list), and a client whose
 /// verified reverse-DNS name matches a `deny.from` name is refused at HELO,
@@ -445,6 +413,7 @@ fn logged(server: &hato_spec_tests::server::Server, reason: &str) -> bool {
 #[ignore = "needs dnsmasq; run by .ci/interop"]
 fn binaries_refuse_listed_and_denied_clients() {
     use hato_core::policy::ListenerKind;
+    use hato_spec_tests::raw::RawClient;
     use hato_spec_tests::server::{Binary, DataDir, Server};
 
     let dns = Dnsmasq::start(&args(&[
@@ -463,18 +432,18 @@ fn binaries_refuse_listed_and_denied_clients() {
         let mut listed = base.clone();
         listed.push(("dnsbl.zones".into(), "[\"bl.example\"]".into()));
         let server = Server::start_with(binary, DataDir::new("dnsbl").unwrap(), &listed).unwrap();
-        let mut c = std::net::TcpStream::connect(server.addr(ListenerKind::Smtp).unwrap()).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut buf = Vec::new();
+        let mut c = RawClient::connect(server.addr(ListenerKind::Smtp).unwrap());
         assert_eq!(
-            reply_line(&mut c, &mut buf),
+            c.line(),
             "554 5.7.1 Service unavailable; client address listed by bl.example",
             "{}",
             binary.name()
         );
-        assert_eq!(reply_line(&mut c, &mut buf), "", "closed after the refusal");
+        assert!(c.closed(), "closed after the refusal");
         assert!(
-            logged(&server, "listed in DNS block list bl.example"),
+            !server
+                .wait_refusals("listed in DNS block list bl.example", 1)
+                .is_empty(),
             "{}",
             server.log_text()
         );
@@ -483,18 +452,14 @@ fn binaries_refuse_listed_and_denied_clients() {
         let mut denied = base;
         denied.push(("deny.from".into(), "[\"spam.example\"]".into()));
         let server = Server::start_with(binary, DataDir::new("fcrdns").unwrap(), &denied).unwrap();
-        let mut c = std::net::TcpStream::connect(server.addr(ListenerKind::Smtp).unwrap()).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut buf = Vec::new();
-        assert!(reply_line(&mut c, &mut buf).starts_with("220 "));
-        std::io::Write::write_all(&mut c, b"EHLO innocent.example\r\n").unwrap();
-        assert_eq!(
-            reply_line(&mut c, &mut buf),
-            "554 5.7.1 Access denied",
+        let mut c = RawClient::greeted(server.addr(ListenerKind::Smtp).unwrap());
+        let reply = c.cmd("EHLO innocent.example");
+        assert_eq!(reply, "554 5.7.1 Access denied", "{}", binary.name());
+        assert!(
+            !server.wait_refusals("spam.example", 1).is_empty(),
             "{}",
-            binary.name()
+            server.log_text()
         );
-        assert!(logged(&server, "spam.example"), "{}", server.log_text());
         assert!(
             server.log_lines().iter().any(
                 |l| l.contains("event=client-name") && l.contains("verified=host.spam.example")

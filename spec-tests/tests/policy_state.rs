@@ -13,125 +13,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use hato_core::policy::ListenerKind;
 use hato_spec_tests::client::SmtpClient;
+use hato_spec_tests::raw::{overrides, untrusted, RawClient as Raw};
 use hato_spec_tests::server::{log_value, Binary, DataDir, Server};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
-
-/// A raw connection that reads whatever the server says, including the
-/// refusals a normal client would not accept as a greeting.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Connects and requires the 220 greeting.
-    fn greeted(addr: SocketAddr) -> Self {
-        let mut c = Self::connect(addr);
-        let greeting = c.line();
-        assert!(greeting.starts_with("220 "), "{greeting}");
-        c
-    }
-
-    /// Sends `line` and returns the last line of the reply.
-    fn cmd(&mut self, line: &str) -> String {
-        self.stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-        self.line()
-    }
-
-    /// Returns the next reply's last line, or "" once the server closed.
-    fn line(&mut self) -> String {
-        loop {
-            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buf.drain(..pos + 2).collect();
-                let line = String::from_utf8_lossy(&line[..pos]).into_owned();
-                if line.as_bytes().get(3) == Some(&b'-') {
-                    continue;
-                }
-                return line;
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return String::new(),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    }
-
-    fn closed(&mut self) -> bool {
-        self.line().is_empty()
-    }
-}
-
-/// Overrides for an untrusted client without greeting pause, plus `more`.
-fn untrusted(more: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut o = vec![
-        ("relay.trusted_networks".to_owned(), "[]".to_owned()),
-        ("limits.greet_pause".to_owned(), "\"0s\"".to_owned()),
-    ];
-    o.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    o
-}
-
-fn overrides(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-/// The `event=refuse` lines whose reason is `reason`, once there are `n`
-/// of them (the server logs a refusal just after it sends the reply, so a
-/// test may read the reply first), or after a few seconds.
-fn refusals(server: &Server, reason: &str, n: usize) -> Vec<String> {
-    wait_for(
-        || {
-            server
-                .events("refuse")
-                .into_iter()
-                .filter(|l| log_value(l, "reason") == Some(reason))
-                .collect()
-        },
-        n,
-    )
-}
-
-/// The log lines of `event`, once there are `n` of them or after a few
-/// seconds.
-fn events(server: &Server, event: &str, n: usize) -> Vec<String> {
-    wait_for(|| server.events(event), n)
-}
-
-fn wait_for(get: impl Fn() -> Vec<String>, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let lines = get();
-        if lines.len() >= n || Instant::now() >= deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// Waits until the queue is empty and `address` holds `n` messages.
 fn wait_delivered(data: &DataDir, server: &Server, address: &str, n: usize) {
@@ -174,7 +64,7 @@ fn rate_limit_survives_a_restart(binary: Binary) {
     assert!(other
         .cmd("MAIL FROM:<b@bomber.example>")
         .starts_with("451 4.7.1"));
-    let refused = refusals(&server, RATE_REASON, 2);
+    let refused = server.wait_refusals(RATE_REASON, 2);
     assert_eq!(refused.len(), 2, "{}", server.log_text());
     assert_eq!(log_value(&refused[0], "stage"), Some("mail"));
     assert_eq!(log_value(&refused[0], "code"), Some("451"));
@@ -195,7 +85,7 @@ fn rate_limit_survives_a_restart(binary: Binary) {
         .cmd("MAIL FROM:<b@bomber.example>")
         .starts_with("451 4.7.1"));
     assert_eq!(
-        refusals(&server, RATE_REASON, 1).len(),
+        server.wait_refusals(RATE_REASON, 1).len(),
         1,
         "{}",
         server.log_text()
@@ -214,7 +104,7 @@ fn spam_trap_blocks_the_client(binary: Binary) {
     assert!(c.cmd("MAIL FROM:<s@spammer.example>").starts_with("250 "));
     let reply = c.cmd("RCPT TO:<trap@example.test>");
     assert!(reply.starts_with("550 5.7.1"), "{reply}");
-    let traps = events(&server, "trap", 1);
+    let traps = server.wait_events("trap", 1);
     assert_eq!(traps.len(), 1, "{}", server.log_text());
     assert_eq!(log_value(&traps[0], "trap"), Some("trap@example.test"));
     assert_eq!(log_value(&traps[0], "peer"), Some("127.0.0.1"));
@@ -228,7 +118,7 @@ fn spam_trap_blocks_the_client(binary: Binary) {
         "554 5.7.1 Your address is blocked for sending to a spam trap"
     );
     assert!(next.closed());
-    let refused = refusals(&server, "address blocked after writing to a spam trap", 1);
+    let refused = server.wait_refusals("address blocked after writing to a spam trap", 1);
     assert_eq!(refused.len(), 1, "{}", server.log_text());
     assert_eq!(log_value(&refused[0], "stage"), Some("connect"));
     assert_eq!(log_value(&refused[0], "code"), Some("554"));
@@ -241,7 +131,7 @@ fn deny_from_network_refuses_at_connect(binary: Binary) {
     let mut c = Raw::connect(addr);
     assert_eq!(c.line(), "554 5.7.1 Access denied");
     assert!(c.closed());
-    let refused = refusals(&server, "client denied by deny.from entry 127.0.0.0/8", 1);
+    let refused = server.wait_refusals("client denied by deny.from entry 127.0.0.0/8", 1);
     assert_eq!(refused.len(), 1, "{}", server.log_text());
     assert_eq!(log_value(&refused[0], "stage"), Some("connect"));
     assert!(
@@ -261,7 +151,7 @@ fn deny_from_name_refuses_at_helo(binary: Binary) {
     }
     // Neither a lookalike nor the parent domain is denied.
     assert!(c.cmd("EHLO notspam.example").starts_with("250 "));
-    let refused = refusals(&server, "client denied by deny.from entry spam.example", 2);
+    let refused = server.wait_refusals("client denied by deny.from entry spam.example", 2);
     assert_eq!(refused.len(), 2, "{}", server.log_text());
     assert_eq!(log_value(&refused[0], "stage"), Some("helo"));
 }
@@ -298,8 +188,7 @@ fn greylisting_defers_then_passes(binary: Binary) {
     let end = c.cmd("Subject: greylisted\r\n\r\nhello\r\n.");
     assert!(end.starts_with("250 "), "{end}");
     wait_delivered(&data, &server, ALICE, 1);
-    let refused = refusals(
-        &server,
+    let refused = server.wait_refusals(
         "greylisted (first attempt of this client, sender and recipient)",
         2,
     );
@@ -349,7 +238,7 @@ fn duplicates_are_delivered_once(binary: Binary) {
     }
     wait_delivered(&data, &server, ALICE, 3);
     wait_delivered(&data, &server, BOB, 2);
-    let dups = events(&server, "duplicate", 2);
+    let dups = server.wait_events("duplicate", 2);
     assert_eq!(dups.len(), 2, "{}", server.log_text());
     assert_eq!(log_value(&dups[0], "id"), Some(copy_id.as_str()));
     assert_eq!(log_value(&dups[0], "to"), Some("<alice@example.test>"));
