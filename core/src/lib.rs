@@ -50,7 +50,7 @@
 //! - [`config`]: `hato.toml` into a typed [`config::Config`].
 //! - [`directory`]: the users file format.
 //! - [`dns`]: DNS queries, answers, the resolver and MX selection.
-//! - [`message`]: headers hato writes (Received).
+//! - [`message`]: headers hato writes (Received), bounces (RFC 3464 DSNs).
 //! - [`queue`]: the queue file format.
 //! - [`refusal`]: the reasons for refusals and their replies.
 //! - [`time`], [`net`]: timers, dates, CIDR networks.

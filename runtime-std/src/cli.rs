@@ -1,6 +1,10 @@
 //! The command line of both binaries (DESIGN.md §2): `serve`,
-//! `check-config`, `user add|del|passwd|list`, `queue list`. Each binary
-//! passes its own `serve` function; everything else is shared.
+//! `check-config`, `user add|del|passwd|list`, `queue
+//! list|show|flush|delete|bounce`. Each binary passes its own `serve`
+//! function; everything else is shared. The queue commands that change
+//! the queue ask the running server through its control socket, or work
+//! on the files under the data directory's lock when none runs
+//! ([`crate::control`]).
 
 use std::io::{self, BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -9,6 +13,9 @@ use std::process::ExitCode;
 use hato_core::config::{Config, Overrides};
 use hato_core::directory::validate_mailbox_name;
 
+use crate::control::{self, Request};
+use crate::log::unix_now;
+use crate::queue_admin;
 use crate::store::{users, Store};
 
 const USAGE: &str = "\
@@ -20,6 +27,10 @@ usage:
   {p} user del ADDRESS [--config FILE | --data-dir DIR]
   {p} user list [--config FILE | --data-dir DIR]
   {p} queue list [--config FILE | --data-dir DIR]
+  {p} queue show ID [--config FILE | --data-dir DIR]
+  {p} queue flush [--config FILE | --data-dir DIR]
+  {p} queue delete ID [--config FILE | --data-dir DIR]
+  {p} queue bounce ID [--config FILE | --data-dir DIR]
 
 With no --config, hato runs on its embedded defaults: SMTP on 127.0.0.1:2525,
 submission on 127.0.0.1:2587, data in ./hato-data, mail accepted for the
@@ -106,6 +117,16 @@ fn run(program: &str, args: &[String], serve: fn(Config) -> io::Result<()>) -> R
             Ok(())
         }
         ["queue", "list"] => queue_list(&data_dir(&o)?),
+        ["queue", "show", id] => {
+            let dir = data_dir(&o)?;
+            let store = attach(&dir)?;
+            let text = queue_admin::show(&store, id).map_err(|e| not_queued(id, &e))?;
+            print!("{text}");
+            Ok(())
+        }
+        ["queue", "flush"] => queue_change(&o, Request::Flush),
+        ["queue", "delete", id] => queue_change(&o, Request::Delete((*id).to_owned())),
+        ["queue", "bounce", id] => queue_change(&o, Request::Bounce((*id).to_owned())),
         [] | ["help"] => {
             println!("{}", USAGE.replace("{p}", program));
             Ok(())
@@ -205,8 +226,81 @@ fn read_password(o: &Options, address: &str) -> Result<String, String> {
     Ok(password)
 }
 
+fn attach(data_dir: &Path) -> Result<Store, String> {
+    Store::attach(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))
+}
+
+fn not_queued(id: &str, e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::NotFound {
+        format!("no message {id} in the queue")
+    } else {
+        format!("{id}: {e}")
+    }
+}
+
+/// `queue flush|delete|bounce`: asks the running server, or does it on
+/// the files (under the lock) when none runs.
+fn queue_change(o: &Options, req: Request) -> Result<(), String> {
+    // A bounce composes a report: it needs the host name and domains, so
+    // the configuration when one is given.
+    let cfg = match (&req, o.config.is_some()) {
+        (Request::Bounce(_), true) => Some(load_config(o)?),
+        _ => None,
+    };
+    let dir = data_dir(o)?;
+    let store = attach(&dir)?;
+    let answer = control::request_or_else(store.state_dir(), &req, || {
+        offline(&store, cfg.as_ref(), o, &req)
+    })?;
+    let text = answer?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Does a queue request with no server running (the caller holds the lock).
+fn offline(
+    store: &Store,
+    cfg: Option<&Config>,
+    o: &Options,
+    req: &Request,
+) -> Result<String, String> {
+    match req {
+        Request::Flush => {
+            Ok("no server is running; every queued message is tried when it starts".into())
+        }
+        Request::Delete(id) => {
+            queue_admin::delete(store, id).map_err(|e| not_queued(id, &e))?;
+            Ok(format!("deleted {id}"))
+        }
+        Request::Bounce(id) => {
+            let loaded;
+            let cfg = match cfg {
+                Some(c) => c,
+                None => {
+                    loaded = load_config(o)?;
+                    &loaded
+                }
+            };
+            let out =
+                queue_admin::bounce(store, cfg, id, unix_now()).map_err(|e| not_queued(id, &e))?;
+            Ok(match out.report {
+                Some((dsn, to, _)) => format!(
+                    "bounced {id}: {} recipients failed; report {dsn} queued for <{to}> \
+                     (delivered when the server starts)",
+                    out.failed
+                ),
+                None => format!(
+                    "bounced {id}: {} recipients failed; no report ({})",
+                    out.failed,
+                    out.no_report.unwrap_or("none needed")
+                ),
+            })
+        }
+    }
+}
+
 fn queue_list(data_dir: &Path) -> Result<(), String> {
-    let store = Store::attach(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let store = attach(data_dir)?;
     let list = store.list_summary().map_err(|e| e.to_string())?;
     if list.is_empty() {
         println!("the queue is empty");

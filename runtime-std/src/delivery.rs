@@ -14,8 +14,16 @@
 //! Remote recipients stay queued for remote delivery. The queue file and
 //! its progress file are removed once every recipient is done.
 //!
+//! It also runs the administrator's queue requests (`hato queue flush|
+//! delete|bounce`, arriving through [`crate::control`]) between two
+//! attempts, so a request never meets a message in the middle of its
+//! delivery.
+//!
 //! Log lines: `event=deliver id= to= mailbox= file=`, `event=defer id=
-//! to= reason=`, `event=dequeue id=` (all recipients done).
+//! to= reason=`, `event=dequeue id=` (all recipients done), and for the
+//! administrator's requests `event=queue-flush by=admin messages=`,
+//! `event=queue-delete id= by=admin`, `event=queue-bounce id= by=admin
+//! failed= dsn= to=`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -29,7 +37,9 @@ use hato_core::config::Config;
 use hato_core::policy::Destination;
 use hato_core::queue::QueueEnvelope;
 
+use crate::control::Request;
 use crate::log;
+use crate::queue_admin;
 use crate::store::{maildir, Store};
 
 /// When failed deliveries are tried again.
@@ -104,6 +114,8 @@ impl LocalDelivery {
 enum Command {
     /// A message was committed to the queue.
     Deliver(String),
+    /// An administrator's request, and where its answer goes.
+    Control(Request, Sender<Result<String, String>>),
     /// Finish the message in hand and stop.
     Shutdown,
 }
@@ -130,6 +142,21 @@ impl DeliveryHandle {
                 .kv("reason", "local delivery is not running")
                 .emit();
         }
+    }
+
+    /// Runs an administrator's request on the delivery thread, between
+    /// two attempts, and returns its answer.
+    ///
+    /// # Errors
+    /// The request failed (the text says why), or delivery is not running.
+    pub fn control(&self, req: Request) -> Result<String, String> {
+        let (tx, rx) = mpsc::channel();
+        self.inner
+            .tx
+            .send(Command::Control(req, tx))
+            .map_err(|_| "local delivery is not running (the server is stopping)".to_owned())?;
+        rx.recv()
+            .map_err(|_| "local delivery stopped before answering".to_owned())?
     }
 
     /// Stops the thread after the message in hand and waits for it.
@@ -191,6 +218,9 @@ impl Agent {
             };
             match cmd {
                 Ok(Command::Deliver(id)) => self.schedule(id, Instant::now()),
+                Ok(Command::Control(req, answer)) => {
+                    let _ = answer.send(self.control(req));
+                }
                 Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(id) = self.take_due() {
@@ -216,6 +246,76 @@ impl Agent {
             Err(e) => log::Line::new("error")
                 .kv("reason", format!("cannot read the queue: {e}"))
                 .emit(),
+        }
+    }
+
+    /// Runs an administrator's request; logs and describes what it did.
+    fn control(&mut self, req: Request) -> Result<String, String> {
+        let not_found = |id: &str, e: io::Error| {
+            if e.kind() == io::ErrorKind::NotFound {
+                format!("no message {id} in the queue")
+            } else {
+                format!("{id}: {e}")
+            }
+        };
+        match req {
+            Request::Flush => {
+                let ids = self
+                    .store
+                    .queued()
+                    .map_err(|e| format!("cannot read the queue: {e}"))?;
+                let now = Instant::now();
+                for id in &ids {
+                    let entry = self.pending.entry(id.clone()).or_default();
+                    entry.due = Some(now);
+                    entry.failures = 0;
+                }
+                log::Line::new("queue-flush")
+                    .kv("by", "admin")
+                    .kv("messages", ids.len())
+                    .emit();
+                Ok(format!("{} queued messages are due now", ids.len()))
+            }
+            Request::Delete(id) => {
+                queue_admin::delete(&self.store, &id).map_err(|e| not_found(&id, e))?;
+                self.pending.remove(&id);
+                log::Line::new("queue-delete")
+                    .kv("id", &id)
+                    .kv("by", "admin")
+                    .emit();
+                Ok(format!("deleted {id}"))
+            }
+            Request::Bounce(id) => {
+                let out = queue_admin::bounce(&self.store, &self.cfg, &id, log::unix_now())
+                    .map_err(|e| not_found(&id, e))?;
+                self.pending.remove(&id);
+                let (dsn, to) = match &out.report {
+                    Some((dsn, to, _)) => (Some(dsn.as_str()), Some(to.as_str())),
+                    None => (None, None),
+                };
+                log::Line::new("queue-bounce")
+                    .kv("id", &id)
+                    .kv("by", "admin")
+                    .kv("failed", out.failed)
+                    .opt("dsn", dsn)
+                    .opt("to", to)
+                    .opt("reason", out.no_report)
+                    .emit();
+                Ok(match out.report {
+                    Some((dsn, to, _)) => {
+                        self.schedule(dsn.clone(), Instant::now());
+                        format!(
+                            "bounced {id}: {} recipients failed; report {dsn} queued for <{to}>",
+                            out.failed
+                        )
+                    }
+                    None => format!(
+                        "bounced {id}: {} recipients failed; no report ({})",
+                        out.failed,
+                        out.no_report.unwrap_or("none needed")
+                    ),
+                })
+            }
         }
     }
 

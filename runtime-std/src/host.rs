@@ -33,6 +33,7 @@ use hato_core::refusal::RefuseReason;
 use hato_core::smtp::server::{Event, Peer, Question, Session, Verdict};
 use hato_core::time::UnixTime;
 
+use crate::control::{ControlServer, DataDirLock};
 use crate::delivery::{DeliveryHandle, LocalDelivery};
 use crate::dns::DnsClient;
 use crate::dns_checks;
@@ -59,20 +60,31 @@ pub struct Server {
     connections: Mutex<ConnectionTable>,
     next_session: AtomicU64,
     stopping: AtomicBool,
+    /// The control socket of `hato queue flush|delete|bounce` (none when
+    /// it could not be bound: the server runs, the commands say so).
+    control: Option<ControlServer>,
+    /// Held while the server runs: one server per data directory.
+    _lock: DataDirLock,
 }
 
 impl Server {
-    /// Opens the store, loads the policy state (and starts saving it every
-    /// [`SAVE_EVERY`]) and starts local delivery (which first delivers what
-    /// a previous run left in the queue).
+    /// Locks the data directory (`state/lock`, see [`crate::control`]),
+    /// opens the store, loads the policy state (and starts saving it every
+    /// [`SAVE_EVERY`]), starts local delivery (which first delivers what
+    /// a previous run left in the queue) and the control socket.
     ///
     /// # Errors
-    /// When the data directory cannot be created or opened.
+    /// When the data directory cannot be created, opened or locked (another
+    /// server uses it). A control socket that cannot be bound (a path
+    /// over the 108 bytes of a Unix socket address) is logged, not fatal.
     pub fn start(cfg: Config) -> io::Result<Arc<Self>> {
         let cfg = Arc::new(cfg);
         for warning in cfg.warnings() {
             Line::new("warning").kv("config", warning).emit();
         }
+        // The lock first: a second server must not clean up the queue of
+        // a running one.
+        let lock = DataDirLock::for_server(Store::attach(&cfg.data_dir)?.state_dir())?;
         let store = Arc::new(Store::open(&cfg.data_dir)?);
         let users = UsersCache::new(&cfg.data_dir)
             .map_err(|e| io::Error::other(format!("users file: {e}")))?;
@@ -82,6 +94,21 @@ impl Server {
         ));
         policy.start_saver(SAVE_EVERY)?;
         let delivery = LocalDelivery::spawn(Arc::clone(&store), Arc::clone(&cfg))?;
+        let control = {
+            let delivery = delivery.clone();
+            ControlServer::start(store.state_dir(), move |req| delivery.control(req))
+                .map_err(|e| {
+                    Line::new("error")
+                        .kv("what", "control-socket")
+                        .kv("error", e)
+                        .kv(
+                            "effect",
+                            "hato queue flush|delete|bounce cannot reach this server",
+                        )
+                        .emit();
+                })
+                .ok()
+        };
         let needs_dns = !cfg.dnsbl.zones.is_empty()
             || cfg.deny.from.iter().any(|e| matches!(e, DenyFrom::Name(_)));
         let dns = needs_dns.then(|| DnsClient::from_config(&cfg));
@@ -95,6 +122,8 @@ impl Server {
             connections: Mutex::new(ConnectionTable::default()),
             next_session: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            control,
+            _lock: lock,
         }))
     }
 
@@ -182,6 +211,9 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         let left = self.live_connections();
+        if let Some(control) = &self.control {
+            control.stop();
+        }
         self.delivery.shutdown();
         self.policy.stop();
         Line::new("stopped")

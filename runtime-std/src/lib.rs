@@ -5,12 +5,14 @@
 //! `smol::unblock`.
 
 pub mod cli;
+pub mod control;
 pub mod delivery;
 pub mod dns;
 pub mod dns_checks;
 pub mod host;
 pub mod log;
 pub mod policy_store;
+pub mod queue_admin;
 pub mod serve;
 pub mod signals;
 pub mod store;

@@ -1,5 +1,8 @@
-//! Header fields hato writes into messages, and the ones it reads.
+//! Header fields hato writes into messages, the ones it reads, and the
+//! bounces it composes.
 
+pub mod dsn;
+mod fold;
 mod message_id;
 mod received;
 

@@ -11,6 +11,8 @@
 //!   users                 mailboxes and password hashes (passwd-file)
 //!   state/policy          rate, penalty, trap-block, greylisting and
 //!                         duplicate records (see `policy`)
+//!   state/lock, state/control   the running server's lock and control
+//!                         socket (see `crate::control`)
 //! ```
 //!
 //! Directories are created 0700 and files 0600: mail is private.
@@ -39,6 +41,7 @@ use hato_core::queue::is_valid_queue_id;
 
 use crate::log;
 
+pub(crate) use fsutil::remove_if_exists as remove_file_if_exists;
 pub use policy::POLICY_FILE;
 pub use queue::QueueSummary;
 pub use spool::SpoolWriter;
