@@ -90,23 +90,73 @@ impl LocalDelivery {
         cfg: Arc<Config>,
         retry: RetryPolicy,
     ) -> io::Result<DeliveryHandle> {
-        let (tx, rx) = mpsc::channel();
-        let agent = Agent {
-            store,
-            cfg,
-            retry,
-            pending: BTreeMap::new(),
-        };
-        let thread = thread::Builder::new()
-            .name("local-delivery".into())
-            .spawn(move || agent.run(&rx))?;
+        Self::spawn_sharded(store, cfg, retry, AGENTS)
+    }
+
+    /// Starts `count` agents, each the only owner of the messages whose id
+    /// hashes to it ([`shard_of`]): they deliver in parallel (each one's
+    /// fsyncs overlap the others'), and every message still has exactly one
+    /// agent, so an administrator's request for it still runs between two
+    /// of its attempts.
+    ///
+    /// # Errors
+    /// A thread cannot be started.
+    pub fn spawn_sharded(
+        store: Arc<Store>,
+        cfg: Arc<Config>,
+        retry: RetryPolicy,
+        count: usize,
+    ) -> io::Result<DeliveryHandle> {
+        let count = count.max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::channel()).unzip();
+        let mut threads = Vec::with_capacity(count);
+        for (index, rx) in receivers.into_iter().enumerate() {
+            let agent = Agent {
+                store: Arc::clone(&store),
+                cfg: Arc::clone(&cfg),
+                retry,
+                pending: BTreeMap::new(),
+                shard: index,
+                peers: senders.clone(),
+            };
+            let thread = thread::Builder::new()
+                .name(format!("local-delivery-{index}"))
+                .spawn(move || agent.run(&rx));
+            match thread {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    for tx in &senders {
+                        let _ = tx.send(Command::Shutdown);
+                    }
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
         Ok(DeliveryHandle {
             inner: Arc::new(HandleInner {
-                tx,
-                thread: Mutex::new(Some(thread)),
+                senders,
+                threads: Mutex::new(threads),
             }),
         })
     }
+}
+
+/// How many local-delivery agents run. Delivery waits on fsync, not on the
+/// CPU, so even a 2-core machine gains from overlapping several.
+pub const AGENTS: usize = 4;
+
+/// Returns the agent (of `count`) that owns queue id `id`: FNV-1a, stable
+/// across runs, so recovery after a restart finds the same owner.
+pub fn shard_of(id: &str, count: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(hash % count.max(1) as u64).unwrap_or(0)
 }
 
 /// What the delivery thread is told.
@@ -114,8 +164,10 @@ impl LocalDelivery {
 enum Command {
     /// A message was committed to the queue.
     Deliver(String),
-    /// An administrator's request, and where its answer goes.
+    /// An administrator's request about one message, and where its answer goes.
     Control(Request, Sender<Result<String, String>>),
+    /// Make every queued message of this agent due now; answers how many.
+    Flush(Sender<Result<usize, String>>),
     /// Finish the message in hand and stop.
     Shutdown,
 }
@@ -129,14 +181,19 @@ pub struct DeliveryHandle {
 
 #[derive(Debug)]
 struct HandleInner {
-    tx: Sender<Command>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    senders: Vec<Sender<Command>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl DeliveryHandle {
     /// Hands a committed message to local delivery.
     pub fn submit(&self, queue_id: String) {
-        if self.inner.tx.send(Command::Deliver(queue_id)).is_err() {
+        if self
+            .inner
+            .owner(&queue_id)
+            .send(Command::Deliver(queue_id))
+            .is_err()
+        {
             // Stopped: the message stays queued and is found on the next start.
             log::Line::new("error")
                 .kv("reason", "local delivery is not running")
@@ -150,13 +207,41 @@ impl DeliveryHandle {
     /// # Errors
     /// The request failed (the text says why), or delivery is not running.
     pub fn control(&self, req: Request) -> Result<String, String> {
+        let stopped = || "local delivery is not running (the server is stopping)".to_owned();
+        let id = match &req {
+            Request::Flush => return self.flush(),
+            Request::Delete(id) | Request::Bounce(id) => id.clone(),
+        };
         let (tx, rx) = mpsc::channel();
         self.inner
-            .tx
+            .owner(&id)
             .send(Command::Control(req, tx))
-            .map_err(|_| "local delivery is not running (the server is stopping)".to_owned())?;
+            .map_err(|_| stopped())?;
         rx.recv()
             .map_err(|_| "local delivery stopped before answering".to_owned())?
+    }
+
+    /// Asks every agent to make its queued messages due now.
+    fn flush(&self) -> Result<String, String> {
+        let mut answers = Vec::new();
+        for agent in &self.inner.senders {
+            let (tx, rx) = mpsc::channel();
+            agent
+                .send(Command::Flush(tx))
+                .map_err(|_| "local delivery is not running (the server is stopping)".to_owned())?;
+            answers.push(rx);
+        }
+        let mut total = 0;
+        for rx in answers {
+            total += rx
+                .recv()
+                .map_err(|_| "local delivery stopped before answering".to_owned())??;
+        }
+        log::Line::new("queue-flush")
+            .kv("by", "admin")
+            .kv("messages", total)
+            .emit();
+        Ok(format!("{total} queued messages are due now"))
     }
 
     /// Stops the thread after the message in hand and waits for it.
@@ -167,14 +252,17 @@ impl DeliveryHandle {
 }
 
 impl HandleInner {
+    fn owner(&self, id: &str) -> &Sender<Command> {
+        &self.senders[shard_of(id, self.senders.len())]
+    }
+
     fn stop(&self) {
-        let _ = self.tx.send(Command::Shutdown);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
+        for tx in &self.senders {
+            let _ = tx.send(Command::Shutdown);
+        }
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
             if thread.join().is_err() {
                 log::Line::new("error")
                     .kv("reason", "local delivery thread panicked")
@@ -206,6 +294,11 @@ struct Agent {
     cfg: Arc<Config>,
     retry: RetryPolicy,
     pending: BTreeMap<String, Pending>,
+    /// This agent's index among `peers`.
+    shard: usize,
+    /// Every agent's channel, this one's included: a message from another
+    /// shard (a bounce report this agent queued) goes to its owner.
+    peers: Vec<Sender<Command>>,
 }
 
 impl Agent {
@@ -221,6 +314,9 @@ impl Agent {
                 Ok(Command::Control(req, answer)) => {
                     let _ = answer.send(self.control(req));
                 }
+                Ok(Command::Flush(answer)) => {
+                    let _ = answer.send(self.flush());
+                }
                 Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(id) = self.take_due() {
@@ -235,11 +331,13 @@ impl Agent {
     fn recover(&mut self) {
         match self.store.queued() {
             Ok(ids) => {
-                if !ids.is_empty() {
+                // One line for the whole queue, from the first agent.
+                if !ids.is_empty() && self.shard == 0 {
                     log::Line::new("recover").kv("queued", ids.len()).emit();
                 }
                 let now = Instant::now();
-                for id in ids {
+                let mine: Vec<String> = ids.into_iter().filter(|id| self.owns(id)).collect();
+                for id in mine {
                     self.schedule(id, now);
                 }
             }
@@ -259,23 +357,9 @@ impl Agent {
             }
         };
         match req {
-            Request::Flush => {
-                let ids = self
-                    .store
-                    .queued()
-                    .map_err(|e| format!("cannot read the queue: {e}"))?;
-                let now = Instant::now();
-                for id in &ids {
-                    let entry = self.pending.entry(id.clone()).or_default();
-                    entry.due = Some(now);
-                    entry.failures = 0;
-                }
-                log::Line::new("queue-flush")
-                    .kv("by", "admin")
-                    .kv("messages", ids.len())
-                    .emit();
-                Ok(format!("{} queued messages are due now", ids.len()))
-            }
+            Request::Flush => self
+                .flush()
+                .map(|n| format!("{n} queued messages are due now")),
             Request::Delete(id) => {
                 queue_admin::delete(&self.store, &id).map_err(|e| not_found(&id, e))?;
                 self.pending.remove(&id);
@@ -319,7 +403,35 @@ impl Agent {
         }
     }
 
+    /// Makes every queued message of this agent's shard due now.
+    fn flush(&mut self) -> Result<usize, String> {
+        let ids = self
+            .store
+            .queued()
+            .map_err(|e| format!("cannot read the queue: {e}"))?;
+        let now = Instant::now();
+        let mut n = 0;
+        let mine: Vec<String> = ids.into_iter().filter(|id| self.owns(id)).collect();
+        for id in mine {
+            let entry = self.pending.entry(id).or_default();
+            entry.due = Some(now);
+            entry.failures = 0;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn owns(&self, id: &str) -> bool {
+        shard_of(id, self.peers.len()) == self.shard
+    }
+
+    /// Schedules `id` here, or hands it to the agent that owns it.
     fn schedule(&mut self, id: String, at: Instant) {
+        if !self.owns(&id) {
+            let owner = &self.peers[shard_of(&id, self.peers.len())];
+            let _ = owner.send(Command::Deliver(id));
+            return;
+        }
         self.pending.entry(id).or_default().due = Some(at);
     }
 
@@ -667,6 +779,38 @@ mod tests {
         shared::<crate::store::UsersCache>();
         fn sent<T: Send>() {}
         sent::<crate::store::SpoolWriter>();
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(
+            shard_of("1J0VVKUU6VM00R0N", 4),
+            shard_of("1J0VVKUU6VM00R0N", 4)
+        );
+        assert_eq!(shard_of("anything", 1), 0);
+        let mut counts = [0usize; 4];
+        for n in 0..4000 {
+            counts[shard_of(&format!("1J{n:014}"), 4)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+    }
+
+    #[test]
+    fn many_messages_across_shards_are_each_delivered_once() {
+        let (_t, store, cfg) = setup("shards");
+        let handle = LocalDelivery::spawn_sharded(Arc::clone(&store), cfg, fast(), AGENTS).unwrap();
+        let ids: Vec<String> = (0..40)
+            .map(|_| queue(&store, &[local("alice@example.test")]))
+            .collect();
+        for id in &ids {
+            handle.submit(id.clone());
+        }
+        wait_until("all delivered", || {
+            new_mail(&store, "example.test", "alice").len() == 40
+                && store.queued().unwrap().is_empty()
+        });
+        handle.shutdown();
+        assert_eq!(new_mail(&store, "example.test", "alice").len(), 40);
     }
 
     #[test]
