@@ -45,13 +45,13 @@
 //! ```
 //!
 //! # Modules
-//! - [`smtp`]: addresses, commands, replies, parsers, the server session.
+//! - [`smtp`]: addresses, commands, replies, parsers, the server and client sessions.
 //! - [`policy`]: every accept / refuse decision.
 //! - [`config`]: `hato.toml` into a typed [`config::Config`].
 //! - [`directory`]: the users file format.
 //! - [`dns`]: DNS queries, answers, the resolver and MX selection.
 //! - [`message`]: headers hato writes (Received), bounces (RFC 3464 DSNs).
-//! - [`queue`]: the queue file format.
+//! - [`queue`]: the queue file format and the delivery scheduler.
 //! - [`refusal`]: the reasons for refusals and their replies.
 //! - [`time`], [`net`]: timers, dates, CIDR networks.
 
