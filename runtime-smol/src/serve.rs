@@ -170,7 +170,7 @@ async fn drive(
     let mut host = Some(conn);
     let mut buf = vec![0u8; FIRST_READ_BUFFER];
     let (mut start, mut end) = (0, 0);
-    let mut out = Vec::with_capacity(1024);
+    let mut out = Vec::new();
     let mut body = Vec::new();
     loop {
         drain(

@@ -35,7 +35,7 @@ pub(crate) struct LineReader {
 impl Default for LineReader {
     fn default() -> Self {
         Self {
-            carry: Vec::with_capacity(MAX_COMMAND_LINE),
+            carry: Vec::new(),
             len: 0,
             bare: false,
             prev_cr: false,

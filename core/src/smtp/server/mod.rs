@@ -161,7 +161,7 @@ impl Session {
             bad_recipients: 0,
             trapped: false,
             held: Vec::new(),
-            out: Vec::with_capacity(512),
+            out: Vec::new(),
             body: Vec::new(),
             events: VecDeque::new(),
             timers: TimerTable::default(),
