@@ -24,23 +24,12 @@ pub(crate) enum Line {
 }
 
 /// Incremental line splitter with a bounded carry-over buffer.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct LineReader {
     carry: Vec<u8>,
     len: usize,
     bare: bool,
     prev_cr: bool,
-}
-
-impl Default for LineReader {
-    fn default() -> Self {
-        Self {
-            carry: Vec::new(),
-            len: 0,
-            bare: false,
-            prev_cr: false,
-        }
-    }
 }
 
 impl LineReader {
