@@ -135,12 +135,32 @@ impl LocalDelivery {
                 }
             }
         }
+        recover(&store, &senders);
         Ok(DeliveryHandle {
             inner: Arc::new(HandleInner {
                 senders,
                 threads: Mutex::new(threads),
             }),
         })
+    }
+}
+
+/// Hands every message a previous run left in the queue to its agent,
+/// from one scan (so the `recover` line counts the whole queue once, and
+/// no agent can finish a message before another has counted it).
+fn recover(store: &Store, agents: &[Sender<Command>]) {
+    match store.queued() {
+        Ok(ids) => {
+            if !ids.is_empty() {
+                log::Line::new("recover").kv("queued", ids.len()).emit();
+            }
+            for id in ids {
+                let _ = agents[shard_of(&id, agents.len())].send(Command::Deliver(id));
+            }
+        }
+        Err(e) => log::Line::new("error")
+            .kv("reason", format!("cannot read the queue: {e}"))
+            .emit(),
     }
 }
 
@@ -303,7 +323,6 @@ struct Agent {
 
 impl Agent {
     fn run(mut self, rx: &Receiver<Command>) {
-        self.recover();
         loop {
             let cmd = match self.next_due() {
                 Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
@@ -324,26 +343,6 @@ impl Agent {
                     }
                 }
             }
-        }
-    }
-
-    /// Schedules every message already queued.
-    fn recover(&mut self) {
-        match self.store.queued() {
-            Ok(ids) => {
-                // One line for the whole queue, from the first agent.
-                if !ids.is_empty() && self.shard == 0 {
-                    log::Line::new("recover").kv("queued", ids.len()).emit();
-                }
-                let now = Instant::now();
-                let mine: Vec<String> = ids.into_iter().filter(|id| self.owns(id)).collect();
-                for id in mine {
-                    self.schedule(id, now);
-                }
-            }
-            Err(e) => log::Line::new("error")
-                .kv("reason", format!("cannot read the queue: {e}"))
-                .emit(),
         }
     }
 
