@@ -586,7 +586,9 @@ impl Agent {
             .recipients
             .get(idx)
             .map_or(address, |r| r.original.as_str());
-        match self.store.mark_delivered(&env.id, idx) {
+        // The intent naming this file is fsynced, so the done mark need not
+        // be: recovery re-records a lost one from the intent.
+        match self.store.mark_delivered_after_intent(&env.id, idx) {
             Ok(()) => {
                 log::Line::new("deliver")
                     .kv("id", &env.id)

@@ -101,7 +101,7 @@ impl Store {
                 "bad Maildir name",
             ));
         }
-        self.append_progress(id, &format!("intent {idx} {name}\n"))
+        self.append_progress(id, &format!("intent {idx} {name}\n"), true)
     }
 
     /// Records that recipient `idx` of `id` is finished, durably: appends
@@ -111,10 +111,22 @@ impl Store {
     /// The file cannot be written or synced; the recipient then counts as
     /// not delivered.
     pub fn mark_delivered(&self, id: &str, idx: usize) -> io::Result<()> {
-        self.append_progress(id, &format!("{idx}\n"))
+        self.append_progress(id, &format!("{idx}\n"), true)
     }
 
-    fn append_progress(&self, id: &str, line: &str) -> io::Result<()> {
+    /// Records that recipient `idx` of `id` is finished when an fsynced
+    /// intent already names its Maildir file: the line is appended but not
+    /// fsynced. Should a crash lose it, recovery finds the intent's file and
+    /// records the recipient again (`recovered=yes`); it is never delivered
+    /// twice. Saves one fsync per delivered recipient.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn mark_delivered_after_intent(&self, id: &str, idx: usize) -> io::Result<()> {
+        self.append_progress(id, &format!("{idx}\n"), false)
+    }
+
+    fn append_progress(&self, id: &str, line: &str, durable: bool) -> io::Result<()> {
         let path = self.progress_path(id)?;
         let mut opts = OpenOptions::new();
         opts.append(true);
@@ -126,6 +138,9 @@ impl Store {
             Err(e) => return Err(e),
         };
         file.write_all(line.as_bytes())?;
+        if !durable && !created {
+            return Ok(());
+        }
         file.sync_data()?;
         if created {
             fsutil::sync_dir(&self.queue)?;
