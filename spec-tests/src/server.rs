@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hato_core::policy::ListenerKind;
 
 use crate::setup::{config_toml_with, USERS};
-use crate::transcript::Transcript;
+use crate::transcript::{closing_quote, Transcript};
 
 /// How long a server may take to report its listeners.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -543,20 +543,6 @@ pub fn log_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
             return Some(value);
         }
         rest = next;
-    }
-    None
-}
-
-/// Finds the closing `"` of a quoted log value, skipping `\"`.
-fn closing_quote(s: &str) -> Option<usize> {
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i),
-            _ => i += 1,
-        }
     }
     None
 }

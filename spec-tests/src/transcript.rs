@@ -230,8 +230,9 @@ pub fn unescape(s: &str) -> Result<(Vec<u8>, bool), String> {
     Ok((out, crlf))
 }
 
-/// Finds the closing `"` of a generator's text, skipping escaped ones.
-fn closing_quote(s: &str) -> Option<usize> {
+/// Finds the closing `"` of quoted text (a generator's text here, a log
+/// value in `server`), skipping escaped ones.
+pub(crate) fn closing_quote(s: &str) -> Option<usize> {
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
