@@ -40,6 +40,8 @@ use hato_core::queue::QueueEnvelope;
 use crate::control::Request;
 use crate::log;
 use crate::queue_admin;
+use crate::remote::{RemoteHandle, Submit};
+use crate::reports::{self, Finished};
 use crate::store::{maildir, Store};
 
 /// When failed deliveries are tried again.
@@ -78,10 +80,11 @@ impl LocalDelivery {
     /// # Errors
     /// The thread cannot be started.
     pub fn spawn(store: Arc<Store>, cfg: Arc<Config>) -> io::Result<DeliveryHandle> {
-        Self::spawn_with(store, cfg, RetryPolicy::default())
+        Self::start(store, cfg, RetryPolicy::default(), AGENTS, true)
     }
 
-    /// Starts the thread with the given retry policy.
+    /// Starts local delivery alone (no remote-delivery role: remote
+    /// recipients stay queued), with the given retry policy. For tests.
     ///
     /// # Errors
     /// The thread cannot be started.
@@ -90,14 +93,11 @@ impl LocalDelivery {
         cfg: Arc<Config>,
         retry: RetryPolicy,
     ) -> io::Result<DeliveryHandle> {
-        Self::spawn_sharded(store, cfg, retry, AGENTS)
+        Self::start(store, cfg, retry, AGENTS, false)
     }
 
-    /// Starts `count` agents, each the only owner of the messages whose id
-    /// hashes to it ([`shard_of`]): they deliver in parallel (each one's
-    /// fsyncs overlap the others'), and every message still has exactly one
-    /// agent, so an administrator's request for it still runs between two
-    /// of its attempts.
+    /// Starts `count` agents, without the remote-delivery role (see
+    /// [`LocalDelivery::spawn_with`]).
     ///
     /// # Errors
     /// A thread cannot be started.
@@ -107,8 +107,39 @@ impl LocalDelivery {
         retry: RetryPolicy,
         count: usize,
     ) -> io::Result<DeliveryHandle> {
+        Self::start(store, cfg, retry, count, false)
+    }
+
+    /// Starts `count` agents, each the only owner of the messages whose id
+    /// hashes to it ([`shard_of`]): they deliver in parallel (each one's
+    /// fsyncs overlap the others'), and every message still has exactly one
+    /// agent, so an administrator's request for it still runs between two
+    /// of its attempts. With `remote`, the remote-delivery role starts too
+    /// ([`crate::remote`]); the agents hand it every message with remote
+    /// recipients, and it hands back the reports it queues.
+    fn start(
+        store: Arc<Store>,
+        cfg: Arc<Config>,
+        retry: RetryPolicy,
+        count: usize,
+        remote: bool,
+    ) -> io::Result<DeliveryHandle> {
         let count = count.max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::channel()).unzip();
+        let remote = if remote {
+            let intake = senders.clone();
+            let submit: Submit = Arc::new(move |id: String| {
+                let owner = &intake[shard_of(&id, intake.len())];
+                let _ = owner.send(Command::Deliver(id));
+            });
+            Some(RemoteHandle::spawn(
+                Arc::clone(&store),
+                Arc::clone(&cfg),
+                submit,
+            )?)
+        } else {
+            None
+        };
         let mut threads = Vec::with_capacity(count);
         for (index, rx) in receivers.into_iter().enumerate() {
             let agent = Agent {
@@ -118,6 +149,7 @@ impl LocalDelivery {
                 pending: BTreeMap::new(),
                 shard: index,
                 peers: senders.clone(),
+                remote: remote.clone(),
             };
             let thread = thread::Builder::new()
                 .name(format!("local-delivery-{index}"))
@@ -131,6 +163,9 @@ impl LocalDelivery {
                     for t in threads {
                         let _ = t.join();
                     }
+                    if let Some(r) = &remote {
+                        r.shutdown();
+                    }
                     return Err(e);
                 }
             }
@@ -140,6 +175,7 @@ impl LocalDelivery {
             inner: Arc::new(HandleInner {
                 senders,
                 threads: Mutex::new(threads),
+                remote,
             }),
         })
     }
@@ -203,6 +239,7 @@ pub struct DeliveryHandle {
 struct HandleInner {
     senders: Vec<Sender<Command>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    remote: Option<RemoteHandle>,
 }
 
 impl DeliveryHandle {
@@ -257,11 +294,21 @@ impl DeliveryHandle {
                 .recv()
                 .map_err(|_| "local delivery stopped before answering".to_owned())??;
         }
+        let remote = match &self.inner.remote {
+            Some(r) => Some(r.flush()?),
+            None => None,
+        };
         log::Line::new("queue-flush")
             .kv("by", "admin")
             .kv("messages", total)
+            .opt("remote", remote)
             .emit();
-        Ok(format!("{total} queued messages are due now"))
+        Ok(match remote {
+            Some(n) => {
+                format!("{total} queued messages are due now ({n} waiting for remote delivery)")
+            }
+            None => format!("{total} queued messages are due now"),
+        })
     }
 
     /// Stops the thread after the message in hand and waits for it.
@@ -289,6 +336,9 @@ impl HandleInner {
                     .emit();
             }
         }
+        if let Some(r) = &self.remote {
+            r.shutdown();
+        }
     }
 }
 
@@ -305,8 +355,9 @@ struct Pending {
     due: Option<Instant>,
     /// Failed tries in a row.
     failures: u32,
-    /// Whether the remote recipients were logged already.
-    remote_logged: bool,
+    /// Whether the remote recipients were handed to remote delivery (or,
+    /// without it, logged) already.
+    remote_handed: bool,
 }
 
 struct Agent {
@@ -319,6 +370,8 @@ struct Agent {
     /// Every agent's channel, this one's included: a message from another
     /// shard (a bounce report this agent queued) goes to its owner.
     peers: Vec<Sender<Command>>,
+    /// The remote-delivery role, if it runs.
+    remote: Option<RemoteHandle>,
 }
 
 impl Agent {
@@ -362,6 +415,9 @@ impl Agent {
             Request::Delete(id) => {
                 queue_admin::delete(&self.store, &id).map_err(|e| not_found(&id, e))?;
                 self.pending.remove(&id);
+                if let Some(r) = &self.remote {
+                    r.forget(id.clone());
+                }
                 log::Line::new("queue-delete")
                     .kv("id", &id)
                     .kv("by", "admin")
@@ -372,6 +428,9 @@ impl Agent {
                 let out = queue_admin::bounce(&self.store, &self.cfg, &id, log::unix_now())
                     .map_err(|e| not_found(&id, e))?;
                 self.pending.remove(&id);
+                if let Some(r) = &self.remote {
+                    r.forget(id.clone());
+                }
                 let (dsn, to) = match &out.report {
                     Some((dsn, to, _)) => (Some(dsn.as_str()), Some(to.as_str())),
                     None => (None, None),
@@ -493,31 +552,42 @@ impl Agent {
             }
         }
         let entry = self.pending.entry(id.to_owned()).or_default();
-        if !remote.is_empty() && !entry.remote_logged {
-            entry.remote_logged = true;
-            log::Line::new("defer")
-                .kv("id", id)
-                .kv("to", remote.join(","))
-                .kv("reason", "remote delivery not available yet")
-                .emit();
+        if !remote.is_empty() && !entry.remote_handed {
+            entry.remote_handed = true;
+            match &self.remote {
+                Some(r) => r.submit(id.to_owned()),
+                None => log::Line::new("defer")
+                    .kv("id", id)
+                    .kv("to", remote.join(","))
+                    .kv("reason", "remote delivery is not running")
+                    .emit(),
+            }
         }
         if local_failed {
             return self.retry_later(id);
         }
         if !remote.is_empty() {
+            // Remote delivery finishes the message.
             entry.due = None;
             entry.failures = 0;
             return;
         }
-        match self.store.remove(id) {
-            Ok(()) => {
-                log::Line::new("dequeue")
-                    .kv("id", id)
-                    .kv("reason", "all recipients delivered")
-                    .emit();
+        match reports::finish(&self.store, &self.cfg, id, log::unix_now()) {
+            Ok(Finished::Done { report, .. }) => {
+                self.pending.remove(id);
+                if let Some((dsn, _, _)) = report {
+                    self.schedule(dsn, Instant::now());
+                }
+            }
+            Ok(Finished::Gone) => {
                 self.pending.remove(id);
             }
-            Err(e) => self.failed(id, &format!("cannot remove delivered message: {e}")),
+            Ok(Finished::NotYet) => {
+                if let Some(p) = self.pending.get_mut(id) {
+                    p.due = None;
+                }
+            }
+            Err(e) => self.failed(id, &format!("cannot finish the delivered message: {e}")),
         }
     }
 

@@ -13,6 +13,8 @@ pub mod host;
 pub mod log;
 pub mod policy_store;
 pub mod queue_admin;
+pub mod remote;
+pub mod reports;
 pub mod serve;
 pub mod signals;
 pub mod store;

@@ -12,25 +12,18 @@
 //! can repeat the report but never lose it.
 
 use std::fmt::Write as _;
-use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr};
+use std::io;
 
 use hato_core::config::Config;
-use hato_core::message::dsn::{self, BounceTarget, DsnInput, DsnKind, DsnRecipient};
-use hato_core::policy::{check_recipient, Client, Destination, ListenerKind};
+use hato_core::policy::Destination;
 use hato_core::queue::{QueueEnvelope, QueuedRecipient};
-use hato_core::smtp::address::ForwardPath;
-use hato_core::smtp::parse::parse_mailbox;
-use hato_core::smtp::reply::Enhanced;
 use hato_core::time::UnixTime;
 
-use crate::store::{maildir, users, Store};
+use crate::reports::{self, Failed};
+use crate::store::{maildir, Store};
 
 /// The reason every failed recipient gets in the report of `queue bounce`.
 pub const ADMIN_REASON: &str = "deleted from the queue by the administrator";
-
-/// The most of a message's start read to find its header block.
-const MAX_HEADER_BLOCK: usize = 256 * 1024;
 
 /// What `bounce` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,142 +54,36 @@ pub fn delete(store: &Store, id: &str) -> io::Result<()> {
 /// report or removing the message fails (the message then stays queued).
 pub fn bounce(store: &Store, cfg: &Config, id: &str, now: UnixTime) -> io::Result<Bounced> {
     let (env, body) = store.open_message(id)?;
-    let headers = read_header_block(body)?;
+    let headers = reports::read_header_block(body)?;
     let done = delivered(store, &env)?;
-    let failed: Vec<&QueuedRecipient> = env
+    let recorded = store.failures(id)?;
+    let mut failed: Vec<Failed<'_>> = recorded
+        .iter()
+        .filter_map(|(i, f)| Failed::new(env.recipients.get(*i)?, f))
+        .collect();
+    let open: Vec<&QueuedRecipient> = env
         .recipients
         .iter()
         .enumerate()
         .filter(|(i, _)| done.binary_search(i).is_err())
         .map(|(_, r)| r)
         .collect();
+    failed.extend(open.iter().map(|r| Failed::by_admin(r, ADMIN_REASON)));
     let mut outcome = Bounced {
-        failed: failed.len(),
+        failed: open.len(),
         report: None,
         no_report: None,
     };
     if failed.is_empty() {
         outcome.no_report = Some("every recipient was delivered already");
     } else {
-        match report_destination(store, cfg, &env.from) {
-            Ok((to, destination)) => {
-                let report_id =
-                    queue_report(store, cfg, &env, &failed, &headers, &to, &destination, now)?;
-                outcome.report = Some((report_id, to, destination));
-            }
+        match reports::failure_report(store, cfg, &env, &failed, &headers, now)? {
+            Ok(queued) => outcome.report = Some(queued),
             Err(why) => outcome.no_report = Some(why),
         }
     }
     store.remove(id)?;
     Ok(outcome)
-}
-
-/// Whom the report goes to, and where that is; or why nobody.
-fn report_destination(
-    store: &Store,
-    cfg: &Config,
-    from: &str,
-) -> Result<(String, Destination), &'static str> {
-    let dir = users::load(store.data_dir()).map_err(|_| "the users file cannot be read")?;
-    let client = Client {
-        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        local_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        listener: ListenerKind::Smtp,
-        authenticated: true,
-    };
-    let to_postmaster = || {
-        check_recipient(cfg, &dir, &client, &ForwardPath::Postmaster)
-            .map(|d| (cfg.postmaster.clone(), d))
-            .map_err(|_| "the postmaster address cannot be resolved")
-    };
-    match dsn::should_bounce(from) {
-        BounceTarget::Sender(address) => {
-            let Ok(mailbox) = parse_mailbox(&address) else {
-                return Err("the sender's address cannot be parsed");
-            };
-            let path = ForwardPath::Mailbox {
-                mailbox,
-                had_route: false,
-            };
-            match check_recipient(cfg, &dir, &client, &path) {
-                Ok(d) => Ok((address, d)),
-                // A local sender without a mailbox (a forged or removed
-                // address): the postmaster hears of it instead.
-                Err(_) => to_postmaster(),
-            }
-        }
-        BounceTarget::Postmaster => to_postmaster(),
-        BounceTarget::None => Err("the sender is not an address a report can go to"),
-    }
-}
-
-/// Composes the report and queues it from `<>`; returns its queue id.
-#[allow(clippy::too_many_arguments)]
-fn queue_report(
-    store: &Store,
-    cfg: &Config,
-    env: &QueueEnvelope,
-    failed: &[&QueuedRecipient],
-    headers: &[u8],
-    to: &str,
-    destination: &Destination,
-    now: UnixTime,
-) -> io::Result<String> {
-    let recipients: Vec<DsnRecipient<'_>> = failed
-        .iter()
-        .map(|r| DsnRecipient {
-            // No ORCPT was given (hato does not offer DSN), so no
-            // Original-Recipient (RFC 3461 §6.3 (d)).
-            original: None,
-            address: match &r.destination {
-                Destination::Local(a) | Destination::Remote(a) => a,
-            },
-            reason: ADMIN_REASON,
-            status: Some(Enhanced(5, 0, 0)),
-            remote: None,
-            last_attempt: None,
-        })
-        .collect();
-    let report_id = store.new_queue_id();
-    let report = dsn::compose(&DsnInput {
-        kind: DsnKind::Failure,
-        hostname: &cfg.hostname,
-        to,
-        original_sender: &env.from,
-        queue_id: &env.id,
-        dsn_id: &report_id,
-        arrival: env.received,
-        now,
-        retry_until: None,
-        recipients: &recipients,
-        original_headers: headers,
-        boundary_seed: seed(&report_id, now),
-    });
-    let report_env = QueueEnvelope {
-        id: report_id.clone(),
-        received: now,
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        helo: cfg.hostname.clone(),
-        from: dsn::BOUNCE_REVERSE_PATH.to_owned(),
-        smtputf8: env.smtputf8,
-        body_8bit: report.body_8bit,
-        recipients: vec![QueuedRecipient {
-            original: format!("<{to}>"),
-            destination: destination.clone(),
-        }],
-    };
-    let mut w = store.spool(&report_env)?;
-    w.write(&report.bytes)?;
-    w.commit()?;
-    Ok(report_id)
-}
-
-/// A boundary seed from the report's id and the time: the front end's
-/// part of "randomness comes from outside the core".
-fn seed(id: &str, now: UnixTime) -> u64 {
-    id.bytes().fold(now.0, |h, b| {
-        h.rotate_left(5) ^ u64::from(b).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    })
 }
 
 /// The recipients of `env` already delivered: those marked done, and
@@ -220,23 +107,6 @@ fn delivered(store: &Store, env: &QueueEnvelope) -> io::Result<Vec<usize>> {
     Ok(done)
 }
 
-/// Reads the message's header block (up to its empty line, or
-/// [`MAX_HEADER_BLOCK`] bytes).
-fn read_header_block(body: impl Read) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(8192);
-    body.take(MAX_HEADER_BLOCK as u64).read_to_end(&mut buf)?;
-    let end = find(&buf, b"\r\n\r\n")
-        .map(|p| p + 2)
-        .or_else(|| find(&buf, b"\n\n").map(|p| p + 1))
-        .unwrap_or(buf.len());
-    buf.truncate(end);
-    Ok(buf)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Describes message `id` for `hato queue show`: the envelope, each
 /// recipient's state, and the header block.
 ///
@@ -244,8 +114,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// `NotFound` when it is not queued; the files cannot be read.
 pub fn show(store: &Store, id: &str) -> io::Result<String> {
     let (env, body) = store.open_message(id)?;
-    let headers = read_header_block(body)?;
+    let headers = reports::read_header_block(body)?;
     let done = delivered(store, &env)?;
+    let failures = store.failures(id)?;
     let mut s = String::with_capacity(1024 + headers.len());
     let _ = writeln!(s, "id:        {}", env.id);
     let _ = writeln!(
@@ -268,12 +139,15 @@ pub fn show(store: &Store, id: &str) -> io::Result<String> {
             Destination::Local(a) => ("local", a),
             Destination::Remote(a) => ("remote", a),
         };
-        let state = if done.binary_search(&i).is_ok() {
-            "delivered"
+        let failure = failures.iter().find(|(f, _)| *f == i);
+        let state = if let Some((_, f)) = failure {
+            format!("failed: {}", f.reason)
+        } else if done.binary_search(&i).is_ok() {
+            "delivered".to_owned()
         } else if kind == "local" {
-            "waiting for local delivery"
+            "waiting for local delivery".to_owned()
         } else {
-            "waiting for remote delivery"
+            "waiting for remote delivery".to_owned()
         };
         let _ = writeln!(s, "  {}  {kind} {address}  {state}", r.original);
     }
@@ -287,6 +161,7 @@ pub fn show(store: &Store, id: &str) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::io::Read;
 
     use super::*;
     use crate::store::testdir::{envelope, TestDir};

@@ -63,6 +63,9 @@ pub(super) fn explain(cfg: &Config) -> String {
     for l in dns(cfg) {
         line(l);
     }
+    for l in delivery(cfg) {
+        line(l);
+    }
     for w in warnings(cfg) {
         line(format!("Warning: {w}"));
     }
@@ -94,6 +97,47 @@ fn dns(cfg: &Config) -> [String; 2] {
         format!("DNS servers: {}, asked in that order.", list.join(", "))
     };
     [lists, servers]
+}
+
+/// Where non-local mail goes and how long it is tried.
+fn delivery(cfg: &Config) -> Vec<String> {
+    let d = &cfg.delivery;
+    let mut out = Vec::new();
+    out.push(match &d.smarthost {
+        Some(hop) => {
+            format!(
+            "Remote delivery: every message for another domain goes through the smarthost {hop}{}.",
+            if d.routes.is_empty() { "" } else { " (except the routes below)" }
+        )
+        }
+        None => format!(
+            "Remote delivery: to the mail servers each domain names in DNS (MX records, or its \
+             own address without them), on port {}.",
+            d.smtp_port
+        ),
+    });
+    for (domain, hop) in &d.routes {
+        out.push(format!(
+            "Route: mail for {domain} goes to {hop}, not to its MX."
+        ));
+    }
+    let retry: Vec<String> = d.retry.iter().map(|w| format_duration(*w)).collect();
+    out.push(format!(
+        "Failed attempts are retried after {} (the last wait repeats); a message still \
+         undelivered after {} is returned to its sender{}. At most {} connections at once, {} \
+         to one destination. A message with more than {} Received: headers is looping and is \
+         returned.",
+        retry.join(", "),
+        format_duration(d.max_lifetime),
+        match d.delay_warning {
+            Some(w) => format!(", who is told of the delay after {}", format_duration(w)),
+            None => String::new(),
+        },
+        d.max_connections,
+        d.connections_per_destination,
+        d.max_hops
+    ));
+    out
 }
 
 fn relay(cfg: &Config) -> String {

@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{names, units, DenyFrom, Rate};
+use super::{names, units, DenyFrom, HopHost, NextHop, Rate};
 use crate::net::IpNet;
 
 /// A leaf value, read from a TOML string or integer by its own parser.
@@ -81,7 +81,7 @@ leaf!(
     SenderEntry
 );
 
-leaf!(DnsServer);
+leaf!(DnsServer, Hop, Port);
 
 /// A host or domain name, normalized.
 pub(super) struct Host(pub(super) String);
@@ -365,5 +365,105 @@ impl Leaf for DnsServer {
             return Err(format!("\"{s}\" has port 0; leave the port out for 53"));
         }
         Ok(Self(addr))
+    }
+}
+
+/// A host mail goes to directly: `"mail.example.net"`, `"10.0.0.5"`,
+/// either with `:port`, or `"[2001:db8::25]:2525"`.
+pub(super) struct Hop(pub(super) NextHop);
+
+impl Leaf for Hop {
+    const EXPECTING: &'static str =
+        "a host in quotes, such as \"mail.example.net\", \"10.0.0.5:25\" or \"[2001:db8::5]:25\"";
+    fn from_text(s: &str) -> Result<Self, String> {
+        let bad_port = || format!("\"{s}\" has a port that is not a number from 1 to 65535");
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(0) | Err(_) => Err(bad_port()),
+            Ok(p) => Ok(p),
+        };
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Self(NextHop {
+                host: HopHost::Ip(ip),
+                port: None,
+            }));
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let (inside, after) = rest.split_once(']').ok_or_else(|| {
+                format!(
+                    "\"{s}\" opens a bracket it does not close; write e.g. \"[2001:db8::5]:25\""
+                )
+            })?;
+            let ip = inside
+                .parse::<IpAddr>()
+                .map_err(|_| format!("\"{inside}\" in brackets is not an IP address"))?;
+            let port = match after {
+                "" => None,
+                p => Some(port(p.strip_prefix(':').ok_or_else(bad_port)?)?),
+            };
+            return Ok(Self(NextHop {
+                host: HopHost::Ip(ip),
+                port,
+            }));
+        }
+        let (name, p) = match s.rsplit_once(':') {
+            Some((name, p)) => (name, Some(port(p)?)),
+            None => (s, None),
+        };
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return Ok(Self(NextHop {
+                host: HopHost::Ip(ip),
+                port: p,
+            }));
+        }
+        let name = names::host_name(name)?;
+        Ok(Self(NextHop {
+            host: HopHost::Name(name),
+            port: p,
+        }))
+    }
+}
+
+/// A TCP port, written as a bare number.
+pub(super) struct Port(pub(super) u16);
+
+impl Leaf for Port {
+    const EXPECTING: &'static str = "a port number without quotes, such as 25";
+    fn from_text(s: &str) -> Result<Self, String> {
+        Err(format!(
+            "\"{s}\" is in quotes; write the port without quotes, such as 25"
+        ))
+    }
+    fn from_int(n: i64) -> Result<Self, String> {
+        match u16::try_from(n) {
+            Ok(p) if p > 0 => Ok(Self(p)),
+            _ => Err(format!("{n} is not a port; write a number from 1 to 65535")),
+        }
+    }
+}
+
+/// The `[routes]` table in file order: domain → host.
+#[derive(Default)]
+pub(super) struct Routes(pub(super) Vec<(Spanned<Host>, Spanned<Hop>)>);
+
+impl<'de> Deserialize<'de> for Routes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Routes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a table: [routes] on a line of its own, then lines such as \
+                     \"example.net\" = \"10.0.0.5:25\" below it",
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Routes, A::Error> {
+                let mut items = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    items.push(pair);
+                }
+                Ok(Routes(items))
+            }
+        }
+        d.deserialize_map(V)
     }
 }

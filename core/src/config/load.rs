@@ -85,7 +85,7 @@ fn parse(text: &str) -> Result<RawConfig, ConfigError> {
         .map_err(|e| error::from_serde(text, &doc, &e))
 }
 
-fn build(raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, ConfigError> {
+fn build(mut raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, ConfigError> {
     let at = |span: Range<usize>, key: &str, msg: String| ConfigError::at(text, span, key, msg);
 
     let hostname = match (&ov.hostname, raw.hostname) {
@@ -181,12 +181,23 @@ fn build(raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, ConfigErr
     cfg.aliases = super::aliases::build(raw.aliases, text, &cfg.domains)?;
     deny(raw.deny, text, &mut cfg)?;
     greylisting(&raw.greylisting, text, &mut cfg.greylisting)?;
-    dns(raw.dnsbl, raw.delivery, &mut cfg);
+    dns(raw.dnsbl, raw.delivery.dns_servers.take(), &mut cfg);
+    super::delivery::build(
+        raw.delivery,
+        raw.routes,
+        text,
+        &cfg.domains,
+        &mut cfg.delivery,
+    )?;
     Ok(cfg)
 }
 
 /// Takes `dnsbl.zones` and `delivery.dns_servers`, each entry once.
-fn dns(dnsbl: super::raw::RawDnsbl, delivery: super::raw::RawDelivery, cfg: &mut Config) {
+fn dns(
+    dnsbl: super::raw::RawDnsbl,
+    dns_servers: Option<Spanned<List<super::leaf::DnsServer>>>,
+    cfg: &mut Config,
+) {
     if let Some(zones) = dnsbl.zones {
         cfg.dnsbl.zones.clear();
         for zone in zones.into_inner().0 {
@@ -196,7 +207,7 @@ fn dns(dnsbl: super::raw::RawDnsbl, delivery: super::raw::RawDelivery, cfg: &mut
             }
         }
     }
-    if let Some(servers) = delivery.dns_servers {
+    if let Some(servers) = dns_servers {
         cfg.delivery.dns_servers.clear();
         for server in servers.into_inner().0 {
             let server = server.into_inner().0;

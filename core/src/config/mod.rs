@@ -28,6 +28,7 @@
 //! and rates.
 
 mod aliases;
+mod delivery;
 mod error;
 mod explain;
 mod leaf;
@@ -37,7 +38,7 @@ mod raw;
 pub mod units;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -123,12 +124,92 @@ pub struct Dnsbl {
     pub zones: Vec<String>,
 }
 
-/// The `[delivery]` table (today its DNS servers only).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The `[delivery]` table and `[routes]`: how hato reaches other servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// Recursive DNS servers to ask, in order. Empty (the default): the
     /// `nameserver` lines of /etc/resolv.conf, which the front end reads.
     pub dns_servers: Vec<SocketAddr>,
+    /// The port remote delivery connects to (MX hosts and routes without
+    /// a port). Default 25; tests and labs change it.
+    pub smtp_port: u16,
+    /// Every non-local message goes through this host (the gateway of a
+    /// small office), unless `routes` names its domain. Default: none (MX).
+    pub smarthost: Option<NextHop>,
+    /// Domain (lower case) → the host its mail goes to, instead of its MX.
+    pub routes: BTreeMap<String, NextHop>,
+    /// Waits after the 1st, 2nd, ... failed attempt; the last repeats.
+    /// Default 5m, 10m, 20m, 40m, 1h.
+    pub retry: Vec<Duration>,
+    /// How long a message is tried before it is bounced. Default 5d.
+    pub max_lifetime: Duration,
+    /// When the sender is told a message is delayed; `None` never.
+    /// Default 4h.
+    pub delay_warning: Option<Duration>,
+    /// Connections at once to one destination. Default 5.
+    pub connections_per_destination: usize,
+    /// Remote-delivery connections at once in total. Default 20.
+    pub max_connections: usize,
+    /// A message with more `Received:` headers than this is looping and
+    /// is bounced (RFC 5321 §6.3). Default 50.
+    pub max_hops: usize,
+    /// Caps every wait of remote delivery (connect, each reply); `None`:
+    /// the RFC 5321 §4.5.3.2 times (5 minutes for most replies, 10 for
+    /// the end of data).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        const MIN: u64 = 60;
+        Self {
+            dns_servers: Vec::new(),
+            smtp_port: 25,
+            smarthost: None,
+            routes: BTreeMap::new(),
+            retry: [5, 10, 20, 40, 60]
+                .iter()
+                .map(|m| Duration::from_secs(m * MIN))
+                .collect(),
+            max_lifetime: Duration::from_secs(5 * 24 * 60 * MIN),
+            delay_warning: Some(Duration::from_secs(4 * 60 * MIN)),
+            connections_per_destination: 5,
+            max_connections: 20,
+            max_hops: 50,
+            timeout: None,
+        }
+    }
+}
+
+/// A host that mail goes to directly (`delivery.smarthost`, a route):
+/// its addresses are looked up (A / AAAA), never its MX records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// The host.
+    pub host: HopHost,
+    /// The port; `None`: `delivery.smtp_port`.
+    pub port: Option<u16>,
+}
+
+/// The host part of a [`NextHop`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HopHost {
+    /// A host name, lower case.
+    Name(String),
+    /// An IP address.
+    Ip(IpAddr),
+}
+
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.host, self.port) {
+            (HopHost::Name(n), None) => write!(f, "{n}"),
+            (HopHost::Name(n), Some(p)) => write!(f, "{n}:{p}"),
+            (HopHost::Ip(IpAddr::V4(ip)), None) => write!(f, "{ip}"),
+            (HopHost::Ip(IpAddr::V6(ip)), None) => write!(f, "[{ip}]"),
+            (HopHost::Ip(ip), Some(p)) => write!(f, "{}", SocketAddr::new(*ip, p)),
+        }
+    }
 }
 
 /// The `[greylisting]` table.

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::leaf::{
-    Aliases, Count, DenyEntry, DnsServer, Dur, Flag, Host, List, Listener, Mailbox, Net, RateLeaf,
-    SenderEntry, Size, Text,
+    Aliases, Count, DenyEntry, DnsServer, Dur, Flag, Hop, Host, List, Listener, Mailbox, Net, Port,
+    RateLeaf, Routes, SenderEntry, Size, Text,
 };
 
 /// The keys of each table, for the message about an unknown key. A unit
@@ -29,6 +29,7 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
             "greylisting",
             "dnsbl",
             "delivery",
+            "routes",
         ],
     ),
     ("listen", &["smtp", "submission"]),
@@ -58,12 +59,26 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
         &["enabled", "delay", "retry_window", "pass_for"],
     ),
     ("dnsbl", &["zones"]),
-    ("delivery", &["dns_servers"]),
+    (
+        "delivery",
+        &[
+            "dns_servers",
+            "smtp_port",
+            "smarthost",
+            "retry",
+            "max_lifetime",
+            "delay_warning",
+            "connections_per_destination",
+            "max_connections",
+            "max_hops",
+            "timeout",
+        ],
+    ),
 ];
 
 /// Keys of DESIGN.md §3 that later versions will implement. Refused, as
 /// silently ignoring e.g. a deny list would be a security hazard.
-pub(super) const NOT_YET: [&str; 2] = ["listen.submissions", "delivery.smtp_port"];
+pub(super) const NOT_YET: [&str; 1] = ["listen.submissions"];
 
 /// The whole file.
 #[derive(Default, Deserialize)]
@@ -91,6 +106,8 @@ pub(super) struct RawConfig {
     pub(super) dnsbl: RawDnsbl,
     #[serde(default)]
     pub(super) delivery: RawDelivery,
+    #[serde(default)]
+    pub(super) routes: Routes,
 }
 
 #[derive(Default, Deserialize)]
@@ -184,6 +201,15 @@ pub(super) struct RawDnsbl {
 )]
 pub(super) struct RawDelivery {
     pub(super) dns_servers: Option<Spanned<List<DnsServer>>>,
+    pub(super) smtp_port: Option<Spanned<Port>>,
+    pub(super) smarthost: Option<Spanned<Hop>>,
+    pub(super) retry: Option<Spanned<List<Dur>>>,
+    pub(super) max_lifetime: Option<Spanned<Dur>>,
+    pub(super) delay_warning: Option<Spanned<Dur>>,
+    pub(super) connections_per_destination: Option<Spanned<Count>>,
+    pub(super) max_connections: Option<Spanned<Count>>,
+    pub(super) max_hops: Option<Spanned<Count>>,
+    pub(super) timeout: Option<Spanned<Dur>>,
 }
 
 #[cfg(test)]

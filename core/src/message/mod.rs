@@ -3,8 +3,10 @@
 
 pub mod dsn;
 mod fold;
+mod hops;
 mod message_id;
 mod received;
 
+pub use hops::count_received;
 pub use message_id::{message_id, MAX_MESSAGE_ID_LEN};
 pub use received::{received_header, ReceivedInfo};

@@ -4,6 +4,7 @@
 
 mod envelope;
 mod retry;
+mod route;
 mod schedule;
 #[cfg(test)]
 mod sim_tests;
@@ -13,4 +14,5 @@ pub use envelope::{
     MAX_QUEUE_ID_LEN, VERSION_LINE,
 };
 pub use retry::Settings;
+pub use route::{route, Route, Target};
 pub use schedule::{AlreadyQueued, AttemptResult, NewMessage, SchedEvent, Scheduler, Work};

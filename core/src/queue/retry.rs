@@ -42,6 +42,17 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The settings the `[delivery]` table asks for.
+    pub fn from_config(d: &crate::config::Delivery) -> Self {
+        Self {
+            backoff: d.retry.clone(),
+            max_lifetime: d.max_lifetime,
+            delay_warning: d.delay_warning,
+            per_destination: d.connections_per_destination,
+            global: d.max_connections,
+        }
+    }
+
     /// Returns the wait after the `failures`-th consecutive failure
     /// (1-based; 0 waits nothing). An empty table waits an hour.
     pub fn backoff_after(&self, failures: u32) -> Duration {

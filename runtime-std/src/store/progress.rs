@@ -126,6 +126,73 @@ impl Store {
         self.append_progress(id, &format!("{idx}\n"), false)
     }
 
+    /// Records, durably, that recipient `idx` of `id` failed for good:
+    /// `<idx> failed <mta> <reason>` (`-` when no remote server answered).
+    /// The first word makes it a finished recipient for every reader; the
+    /// bounce names it with its reason (see [`Store::failures`]).
+    ///
+    /// # Errors
+    /// The file cannot be written or synced.
+    pub fn mark_failed(&self, id: &str, idx: usize, failure: &RecordedFailure) -> io::Result<()> {
+        let mta = failure.mta.as_deref().map_or("-".to_owned(), one_word);
+        let reason = one_line(&failure.reason);
+        self.append_progress(id, &format!("{idx} failed {mta} {reason}\n"), true)
+    }
+
+    /// Returns the recipients of `id` recorded as failed, with why, in
+    /// index order (the first record of each).
+    ///
+    /// # Errors
+    /// The progress file exists but cannot be read.
+    pub fn failures(&self, id: &str) -> io::Result<Vec<(usize, RecordedFailure)>> {
+        let text = match fs::read(self.progress_path(id)?) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out: Vec<(usize, RecordedFailure)> = text
+            .split_inclusive(|&b| b == b'\n')
+            .filter(|line| line.ends_with(b"\n"))
+            .filter_map(|line| {
+                let line = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
+                let mut words = line.splitn(4, ' ');
+                let idx = words.next()?.parse().ok()?;
+                if words.next()? != "failed" {
+                    return None;
+                }
+                let mta = match words.next()? {
+                    "-" => None,
+                    m => Some(m.to_owned()),
+                };
+                let reason = words.next().unwrap_or_default().to_owned();
+                Some((idx, RecordedFailure { mta, reason }))
+            })
+            .collect();
+        out.sort_by_key(|(i, _)| *i);
+        out.dedup_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+
+    /// Records that the sender of `id` was told of its delay (once).
+    ///
+    /// # Errors
+    /// The file cannot be written or synced.
+    pub fn mark_warned(&self, id: &str) -> io::Result<()> {
+        self.append_progress(id, "warned\n", true)
+    }
+
+    /// Tells whether the delay warning of `id` was sent.
+    ///
+    /// # Errors
+    /// The progress file exists but cannot be read.
+    pub fn warned(&self, id: &str) -> io::Result<bool> {
+        match fs::read(self.progress_path(id)?) {
+            Ok(bytes) => Ok(bytes.split(|&b| b == b'\n').any(|l| l == b"warned")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn append_progress(&self, id: &str, line: &str, durable: bool) -> io::Result<()> {
         let path = self.progress_path(id)?;
         let mut opts = OpenOptions::new();
@@ -146,6 +213,36 @@ impl Store {
             fsutil::sync_dir(&self.queue)?;
         }
         Ok(())
+    }
+}
+
+/// A recipient that failed for good, as the progress file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedFailure {
+    /// The remote server that refused (its name), if one answered; the
+    /// reason then starts with its reply (`550 5.1.1 ...`).
+    pub mta: Option<String>,
+    /// Why, on one line.
+    pub reason: String,
+}
+
+/// `s` on one line: control characters become spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `s` as one word: control characters and spaces become `_`.
+fn one_word(s: &str) -> String {
+    let w: String = s
+        .chars()
+        .map(|c| if c.is_control() || c == ' ' { '_' } else { c })
+        .collect();
+    if w.is_empty() || w == "-" {
+        "_".to_owned()
+    } else {
+        w
     }
 }
 
@@ -188,5 +285,39 @@ mod tests {
             vec![(1, "1700000000.M1P2Q3.host".to_owned())]
         );
         assert!(store.record_intent(&id, 3, "a b").is_err());
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::super::testdir::TestDir;
+    use super::*;
+
+    #[test]
+    fn failures_and_the_warning_are_recorded_and_count_as_finished() {
+        let t = TestDir::new("failures");
+        let store = Store::open(t.path()).unwrap();
+        let id = store.new_queue_id();
+        assert!(!store.warned(&id).unwrap());
+        let remote = RecordedFailure {
+            mta: Some("mx1.partner.example".into()),
+            reason: "550 5.1.1 no such\r\nuser".into(),
+        };
+        store.mark_failed(&id, 3, &remote).unwrap();
+        let local = RecordedFailure {
+            mta: None,
+            reason: "null MX".into(),
+        };
+        store.mark_failed(&id, 1, &local).unwrap();
+        store.mark_warned(&id).unwrap();
+        store.mark_delivered(&id, 0).unwrap();
+        assert_eq!(store.delivered(&id).unwrap(), vec![0, 1, 3]);
+        let f = store.failures(&id).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0], (1, local));
+        assert_eq!(f[1].1.reason, "550 5.1.1 no such  user");
+        assert_eq!(f[1].1.mta.as_deref(), Some("mx1.partner.example"));
+        assert!(store.warned(&id).unwrap());
+        assert!(store.intents(&id).unwrap().is_empty());
     }
 }

@@ -81,6 +81,16 @@ impl Store {
         Ok((env, BufReader::with_capacity(64 * 1024, file)))
     }
 
+    /// Returns the size of a queued message (its body, without the
+    /// envelope header), for the SIZE parameter of remote delivery.
+    ///
+    /// # Errors
+    /// As [`Store::read_envelope`].
+    pub fn body_len(&self, id: &str) -> io::Result<u64> {
+        let (_, file, offset) = self.open_checked(id)?;
+        Ok(file.metadata()?.len().saturating_sub(offset))
+    }
+
     /// Opens `queue/<id>` and reads its header, which must name `id`;
     /// returns the envelope, the file and the body offset.
     fn open_checked(&self, id: &str) -> io::Result<(QueueEnvelope, File, u64)> {

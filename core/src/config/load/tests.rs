@@ -264,22 +264,14 @@ fn counts_must_be_bare_positive_numbers() {
 
 #[test]
 fn not_yet_supported_keys_are_refused() {
-    for (text, key, line) in [
-        (
-            "[listen]\nsubmissions = [\"0.0.0.0:465\"]\n",
-            "listen.submissions",
-            3,
-        ),
-        ("[delivery]\nsmtp_port = 25\n", "delivery.smtp_port", 3),
-    ] {
-        let e = err(&format!("hostname = \"m.example\"\n{text}"));
-        assert_eq!(e.key.as_deref(), Some(key));
-        assert_eq!(e.line, Some(line), "{e}");
-        assert_eq!(
-            e.message,
-            format!("`{key}` is not supported by this version of hato yet; remove it (hato refuses to start rather than silently ignore a setting)")
-        );
-    }
+    let key = "listen.submissions";
+    let e = err("hostname = \"m.example\"\n[listen]\nsubmissions = [\"0.0.0.0:465\"]\n");
+    assert_eq!(e.key.as_deref(), Some(key));
+    assert_eq!(e.line, Some(3), "{e}");
+    assert_eq!(
+        e.message,
+        format!("`{key}` is not supported by this version of hato yet; remove it (hato refuses to start rather than silently ignore a setting)")
+    );
 }
 
 #[test]
@@ -708,4 +700,99 @@ fn bad_dns_server_says_what_to_write() {
     assert!(e.message.contains("port 0"), "{e}");
     let e = err("hostname = \"m.example\"\n[dnsbl]\nzones = [\"bad zone\"]\n");
     assert_eq!(e.key.as_deref(), Some("dnsbl.zones"));
+}
+
+#[test]
+fn delivery_keys_and_routes_are_read() {
+    let c = ok("hostname = \"m.example\"\n[delivery]\nsmtp_port = 2525\nsmarthost = \"Relay.Example.NET:587\"\nretry = [\"1s\", \"2m\"]\nmax_lifetime = \"2d\"\ndelay_warning = \"0s\"\nconnections_per_destination = 2\nmax_connections = 8\nmax_hops = 30\ntimeout = \"20s\"\n[routes]\n\"Partner.Example\" = \"10.0.0.5\"\n\"v6.example\" = \"[2001:db8::25]:2525\"\n");
+    let d = &c.delivery;
+    assert_eq!(d.smtp_port, 2525);
+    assert_eq!(
+        d.smarthost.as_ref().map(ToString::to_string).as_deref(),
+        Some("relay.example.net:587")
+    );
+    assert_eq!(d.retry, [Duration::from_secs(1), Duration::from_secs(120)]);
+    assert_eq!(d.max_lifetime, Duration::from_secs(2 * 86400));
+    assert_eq!(d.delay_warning, None, "0s turns the warning off");
+    assert_eq!(
+        (d.connections_per_destination, d.max_connections, d.max_hops),
+        (2, 8, 30)
+    );
+    assert_eq!(d.timeout, Some(Duration::from_secs(20)));
+    let routes: Vec<String> = d.routes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(
+        routes,
+        ["partner.example=10.0.0.5", "v6.example=[2001:db8::25]:2525"]
+    );
+    let text = c.explain();
+    assert!(text.contains("smarthost relay.example.net:587"), "{text}");
+    assert!(
+        text.contains("Route: mail for partner.example goes to 10.0.0.5"),
+        "{text}"
+    );
+
+    let d = ok("hostname = \"m.example\"\n").delivery;
+    assert_eq!((d.smtp_port, d.max_hops, d.smarthost), (25, 50, None));
+    assert_eq!(d.delay_warning, Some(Duration::from_secs(4 * 3600)));
+}
+
+#[test]
+fn bad_delivery_keys_say_what_to_write() {
+    for (text, key, needle) in [
+        (
+            "[delivery]\nsmtp_port = 0\n",
+            "delivery.smtp_port",
+            "1 to 65535",
+        ),
+        (
+            "[delivery]\nsmtp_port = \"25\"\n",
+            "delivery.smtp_port",
+            "without quotes",
+        ),
+        (
+            "[delivery]\nsmarthost = \"relay.example:x\"\n",
+            "delivery.smarthost",
+            "port",
+        ),
+        (
+            "[delivery]\nsmarthost = \"[10.0.0.1\"\n",
+            "delivery.smarthost",
+            "bracket",
+        ),
+        ("[delivery]\nretry = []\n", "delivery.retry", "at least one"),
+        (
+            "[delivery]\nretry = [\"0s\"]\n",
+            "delivery.retry",
+            "at least 1s",
+        ),
+        (
+            "[delivery]\nmax_connections = 0\n",
+            "delivery.max_connections",
+            "at least 1",
+        ),
+        (
+            "[delivery]\nmax_lifetime = \"10s\"\n",
+            "delivery.max_lifetime",
+            "at least 1m",
+        ),
+        (
+            "[routes]\n\"m.example\" = \"10.0.0.5\"\n",
+            "routes",
+            "local domain",
+        ),
+        (
+            "[routes]\n\"bad domain\" = \"10.0.0.5\"\n",
+            "routes",
+            "not a valid host name",
+        ),
+    ] {
+        let e = err(&format!(
+            "hostname = \"m.example\"\ndomains = [\"m.example\"]\n{text}"
+        ));
+        assert!(
+            e.key.as_deref().is_some_and(|k| k.starts_with(key)),
+            "{text}: {e}"
+        );
+        assert!(e.message.contains(needle), "{text}: {e}");
+    }
 }

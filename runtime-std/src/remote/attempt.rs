@@ -1,0 +1,374 @@
+//! One delivery attempt: the recipients of one message that share a
+//! destination, carried in one SMTP transaction (RFC 5321 §5.1, §6.1).
+//!
+//! The attempt reuses an idle connection to the destination when one is
+//! parked, else finds the addresses ([`super::resolve`]) and tries them in
+//! order: a host that cannot be reached, refuses the session (greeting,
+//! EHLO, 421) or drops it before any of the message went out is skipped
+//! for the next one. Once the body started, the answer is final for this
+//! attempt: trying another host could deliver the message twice.
+//!
+//! Each recipient's outcome is recorded in the progress file (delivered:
+//! fsynced done mark; failed for good: a `failed` line with the server's
+//! reply, for the bounce) and logged before the scheduler hears of it.
+//! A message whose `Received:` headers pass `delivery.max_hops` is looping
+//! and fails at once (RFC 5321 §6.3).
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use hato_core::config::Config;
+use hato_core::dns::Rng;
+use hato_core::message::count_received;
+use hato_core::policy::Destination;
+use hato_core::queue::{route, AttemptResult, QueueEnvelope, Work};
+use hato_core::smtp::client::{ClientConfig, Failure, Outcome, Timeouts, Transaction};
+
+use super::pool::Pool;
+use super::resolve::{candidates, LazyDns};
+use super::wire::{Sent, Wire, WireError};
+use crate::log;
+use crate::store::{RecordedFailure, Store};
+
+/// The longest a TCP connect may take (RFC 5321 §4.5.3.2 has no figure;
+/// most MTAs wait 30 seconds).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most of a message's start read to count its `Received:` headers.
+const MAX_HEADER_BLOCK: u64 = 256 * 1024;
+
+/// What every attempt shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: std::sync::Arc<Store>,
+    pub(crate) cfg: std::sync::Arc<Config>,
+    pub(crate) dns: LazyDns,
+    pub(crate) pool: Pool,
+}
+
+/// What became of one recipient, with what the log and the bounce need.
+#[derive(Debug)]
+struct Result1 {
+    idx: usize,
+    result: AttemptResult,
+    /// The server that answered (for `Remote-MTA`), when one did.
+    mta: Option<String>,
+    /// `name[ip]:port` of the server, for the log.
+    relay: Option<String>,
+    /// The server's reply when it took the message.
+    reply: Option<String>,
+}
+
+/// Runs `work` and returns each recipient's result, recorded and logged.
+pub(crate) fn run(shared: &Shared, work: &Work, seed: u64) -> Vec<(usize, AttemptResult)> {
+    let results = attempt(shared, work, seed);
+    results
+        .into_iter()
+        .map(|r| (r.idx, record(shared, work, r)))
+        .collect()
+}
+
+/// Every recipient of `work` with the same result.
+fn all(work: &Work, result: &AttemptResult) -> Vec<Result1> {
+    work.recipients
+        .iter()
+        .map(|&idx| Result1 {
+            idx,
+            result: result.clone(),
+            mta: None,
+            relay: None,
+            reply: None,
+        })
+        .collect()
+}
+
+fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
+    let cfg = &shared.cfg;
+    let env = match shared.store.read_envelope(&work.id) {
+        Ok(env) => env,
+        Err(e) => {
+            return all(
+                work,
+                &AttemptResult::Temporary(format!("4.3.0 cannot read the queue file: {e}")),
+            )
+        }
+    };
+    let mut addresses = Vec::with_capacity(work.recipients.len());
+    for &idx in &work.recipients {
+        match env.recipients.get(idx).map(|r| &r.destination) {
+            Some(Destination::Remote(a)) => addresses.push(a.clone()),
+            _ => {
+                return all(
+                    work,
+                    &AttemptResult::Permanent(format!(
+                        "5.3.0 recipient {idx} of the queue file is not remote"
+                    )),
+                )
+            }
+        }
+    }
+    match hops(&shared.store, &env.id) {
+        Ok(n) if n > cfg.delivery.max_hops => {
+            return all(
+                work,
+                &AttemptResult::Permanent(format!(
+                    "5.4.6 mail loop: the message has {n} Received: headers, more than the \
+                     limit of {}",
+                    cfg.delivery.max_hops
+                )),
+            )
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return all(
+                work,
+                &AttemptResult::Temporary(format!("4.3.0 cannot read the queue file: {e}")),
+            )
+        }
+    }
+    let size = match shared.store.body_len(&env.id) {
+        Ok(n) => n,
+        Err(e) => {
+            return all(
+                work,
+                &AttemptResult::Temporary(format!("4.3.0 cannot read the queue file: {e}")),
+            )
+        }
+    };
+    let tx = Transaction {
+        from: env.from.clone(),
+        recipients: addresses.iter().map(|a| format!("<{a}>")).collect(),
+        size,
+        body_8bit: env.body_8bit,
+    };
+
+    // An idle connection to the same destination first.
+    while let Some(mut wire) = shared.pool.take(&work.destination) {
+        if !wire.is_usable() {
+            continue;
+        }
+        match transact(shared, work, &env, &tx, &mut wire) {
+            Ok(results) => {
+                shared.pool.park(&work.destination, wire);
+                return results;
+            }
+            // It had gone stale: connect afresh.
+            Err(_) => continue,
+        }
+    }
+
+    let route = route(&cfg.delivery, &addresses[0]);
+    let mut rng = Rng::new(seed);
+    let ourselves = [cfg.hostname.clone()];
+    let hosts = match candidates(
+        &route.target,
+        cfg.delivery.smtp_port,
+        &shared.dns,
+        &ourselves,
+        &mut rng,
+    ) {
+        Ok(hosts) => hosts,
+        Err(no) if no.permanent => return all(work, &AttemptResult::Permanent(no.reason)),
+        Err(no) => return all(work, &AttemptResult::HostFailed(no.reason)),
+    };
+    let client_cfg = client_config(cfg);
+    let connect_timeout = cfg
+        .delivery
+        .timeout
+        .map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT));
+    let mut last = String::from("no address to try");
+    for host in hosts {
+        let mut wire =
+            match Wire::connect(host.addr, &host.name, client_cfg.clone(), connect_timeout) {
+                Ok(wire) => wire,
+                Err(e) => {
+                    last = format!("4.4.1 {}[{}]: {e}", host.name, host.addr);
+                    log::Line::new("connect-failed")
+                        .kv("id", &work.id)
+                        .kv("relay", format!("{}[{}]", host.name, host.addr))
+                        .kv("reason", e.to_string())
+                        .emit();
+                    continue;
+                }
+            };
+        match transact(shared, work, &env, &tx, &mut wire) {
+            Ok(results) => {
+                shared.pool.park(&work.destination, wire);
+                return results;
+            }
+            Err(e) => last = format!("4.4.2 {}: {e}", wire.peer),
+        }
+    }
+    all(work, &AttemptResult::HostFailed(last))
+}
+
+/// The client's settings: our name, and the RFC timers capped by
+/// `delivery.timeout`.
+fn client_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new(cfg.hostname.clone());
+    if let Some(cap) = cfg.delivery.timeout {
+        let t = &mut c.timeouts;
+        let d = Timeouts::default();
+        t.greeting = d.greeting.min(cap);
+        t.ehlo = d.ehlo.min(cap);
+        t.mail = d.mail.min(cap);
+        t.rcpt = d.rcpt.min(cap);
+        t.data_init = d.data_init.min(cap);
+        t.data_block = d.data_block.min(cap);
+        t.data_end = d.data_end.min(cap);
+        t.other = d.other.min(cap);
+    }
+    c
+}
+
+/// Runs the transaction on `wire`. `Err` when the connection gave no
+/// answer worth keeping (it failed before any of the body went out, or
+/// the server said 421): the caller tries the next host.
+fn transact(
+    shared: &Shared,
+    work: &Work,
+    env: &QueueEnvelope,
+    tx: &Transaction,
+    wire: &mut Wire,
+) -> Result<Vec<Result1>, WireError> {
+    let body = match shared.store.open_body(&env.id) {
+        Ok(body) => body,
+        Err(e) => return Err(WireError::Io(format!("cannot read the queue file: {e}"))),
+    };
+    let Sent {
+        outcomes,
+        body_started,
+    } = wire.send(tx.clone(), body);
+    let inconclusive = !body_started && outcomes.iter().all(is_connection_trouble);
+    if inconclusive {
+        let why = outcomes
+            .first()
+            .map_or_else(|| "no answer".to_owned(), outcome_text);
+        return Err(WireError::Io(why));
+    }
+    Ok(work
+        .recipients
+        .iter()
+        .zip(outcomes)
+        .map(|(&idx, outcome)| {
+            let answered = matches!(
+                &outcome,
+                Outcome::Permanent(Failure::Reply { .. })
+                    | Outcome::Temporary(Failure::Reply { .. })
+            );
+            let result = match &outcome {
+                Outcome::Delivered { .. } => AttemptResult::Delivered,
+                Outcome::Temporary(_) => AttemptResult::Temporary(outcome_text(&outcome)),
+                Outcome::Permanent(_) => AttemptResult::Permanent(outcome_text(&outcome)),
+            };
+            Result1 {
+                idx,
+                result,
+                mta: answered.then(|| wire.mta.clone()),
+                relay: Some(wire.peer.clone()),
+                reply: matches!(outcome, Outcome::Delivered { .. }).then(|| outcome_text(&outcome)),
+            }
+        })
+        .collect())
+}
+
+/// A failure of the connection rather than an answer about the message.
+fn is_connection_trouble(o: &Outcome) -> bool {
+    match o {
+        Outcome::Temporary(
+            Failure::ConnectionLost | Failure::Timeout(_) | Failure::Protocol(_),
+        ) => true,
+        Outcome::Temporary(Failure::Reply { reply, .. }) => reply.code == 421,
+        _ => false,
+    }
+}
+
+/// The words for an outcome: the server's reply as it gave it, or what
+/// went wrong.
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Delivered { reply } => reply.to_string(),
+        Outcome::Temporary(Failure::Reply { reply, .. })
+        | Outcome::Permanent(Failure::Reply { reply, .. }) => reply.to_string().replace('\n', " "),
+        Outcome::Temporary(f) => format!("4.4.2 {f}"),
+        Outcome::Permanent(f @ Failure::TooLarge { .. }) => format!("5.3.4 {f}"),
+        Outcome::Permanent(f @ Failure::EightBitUnsupported) => format!("5.6.3 {f}"),
+        Outcome::Permanent(f) => format!("5.0.0 {f}"),
+    }
+}
+
+/// Counts the `Received:` headers of queued message `id`.
+fn hops(store: &Store, id: &str) -> io::Result<usize> {
+    let mut head = Vec::with_capacity(8192);
+    store
+        .open_body(id)?
+        .take(MAX_HEADER_BLOCK)
+        .read_to_end(&mut head)?;
+    Ok(count_received(&head))
+}
+
+/// Records and logs one recipient's result; returns what the scheduler
+/// is told (a failure that cannot be recorded is retried instead).
+fn record(shared: &Shared, work: &Work, r: Result1) -> AttemptResult {
+    let store = &shared.store;
+    let to = store
+        .read_envelope(&work.id)
+        .ok()
+        .and_then(|env| env.recipients.get(r.idx).map(|x| x.original.clone()))
+        .unwrap_or_default();
+    match &r.result {
+        AttemptResult::Delivered => {
+            if let Err(e) = store.mark_delivered(&work.id, r.idx) {
+                // The server has it; a retry after a restart may send a
+                // second copy, which is better than none.
+                log::Line::new("error")
+                    .kv("id", &work.id)
+                    .kv("to", &to)
+                    .kv("reason", format!("delivered but cannot record it: {e}"))
+                    .emit();
+            }
+            log::Line::new("deliver")
+                .kv("id", &work.id)
+                .kv("to", &to)
+                .opt("relay", r.relay.as_deref())
+                .opt("reply", r.reply.as_deref().map(one_line))
+                .emit();
+            r.result
+        }
+        AttemptResult::Permanent(reason) => {
+            let failure = RecordedFailure {
+                mta: r.mta.clone(),
+                reason: reason.clone(),
+            };
+            if let Err(e) = store.mark_failed(&work.id, r.idx, &failure) {
+                let why = format!("4.3.0 failed ({reason}) but cannot record it: {e}");
+                log::Line::new("defer")
+                    .kv("id", &work.id)
+                    .kv("to", &to)
+                    .kv("reason", &why)
+                    .emit();
+                return AttemptResult::Temporary(why);
+            }
+            log::Line::new("bounce")
+                .kv("id", &work.id)
+                .kv("to", &to)
+                .opt("relay", r.relay.as_deref())
+                .kv("reason", one_line(reason))
+                .emit();
+            r.result
+        }
+        AttemptResult::Temporary(reason) | AttemptResult::HostFailed(reason) => {
+            log::Line::new("defer")
+                .kv("id", &work.id)
+                .kv("to", &to)
+                .opt("relay", r.relay.as_deref())
+                .kv("reason", one_line(reason))
+                .emit();
+            r.result
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
