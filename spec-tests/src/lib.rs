@@ -29,6 +29,7 @@ pub mod raw;
 pub mod render;
 pub mod server;
 pub mod setup;
+pub mod sink;
 pub mod tcp;
 pub mod transcript;
 

@@ -12,6 +12,11 @@ use crate::transcript::Transcript;
 /// The server's host name in every transcript.
 pub const HOSTNAME: &str = "mail.example.test";
 
+/// Where remote mail goes when a test configures no `[delivery]` key: the
+/// discard port on loopback, where nothing listens, so such mail stays
+/// queued and no test ever asks the machine's own DNS resolver.
+pub const UNREACHABLE_SMARTHOST: &str = "127.0.0.1:9";
+
 /// The users file of every transcript: two receive-only mailboxes.
 pub const USERS: &str = "alice@example.test:!\nbob@example.test:!\n";
 
@@ -27,6 +32,8 @@ pub fn config_toml(t: &Transcript, data_dir: &Path) -> String {
 /// or `("table.key", "value")` pairs (a dotted first part): host name, data
 /// directory, both listeners on loopback with port 0, then the overrides
 /// grouped per table (an override replaces a default of the same key).
+/// Without any `[delivery]` override, `delivery.smarthost` is
+/// [`UNREACHABLE_SMARTHOST`].
 pub fn config_toml_with(overrides: &[(String, String)], data_dir: &Path) -> String {
     let overrides: Vec<(String, String)> = overrides
         .iter()
@@ -66,6 +73,17 @@ pub fn config_toml_with(overrides: &[(String, String)], data_dir: &Path) -> Stri
         let lines = &mut tables[idx].1;
         lines.retain(|l| l.split('=').next().unwrap_or("").trim() != key);
         lines.push(line.clone());
+    }
+    // Hermetic by default: with no [delivery] override, remote mail goes to
+    // a closed loopback port (and stays queued), never to DNS.
+    if !tables.iter().any(|(name, _)| name == "delivery") {
+        tables.push((
+            "delivery".into(),
+            vec![format!(
+                "smarthost = {}",
+                toml_string(UNREACHABLE_SMARTHOST)
+            )],
+        ));
     }
     let mut text = String::new();
     for (name, lines) in tables {

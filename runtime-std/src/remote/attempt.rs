@@ -149,7 +149,7 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
         }
         match transact(shared, work, &env, &tx, &mut wire) {
             Ok(results) => {
-                shared.pool.park(&work.destination, wire);
+                park(shared, &work.destination, wire, &results);
                 return results;
             }
             // It had gone stale: connect afresh.
@@ -193,13 +193,26 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
             };
         match transact(shared, work, &env, &tx, &mut wire) {
             Ok(results) => {
-                shared.pool.park(&work.destination, wire);
+                park(shared, &work.destination, wire, &results);
                 return results;
             }
             Err(e) => last = format!("4.4.2 {}: {e}", wire.peer),
         }
     }
     all(work, &AttemptResult::HostFailed(last))
+}
+
+/// Keeps the connection for the next message, unless the server deferred
+/// something on it: the retry then starts on a fresh connection.
+fn park(shared: &Shared, destination: &str, wire: Wire, results: &[Result1]) {
+    let deferred = results
+        .iter()
+        .any(|r| matches!(r.result, AttemptResult::Temporary(_)));
+    if deferred {
+        wire.quit();
+    } else {
+        shared.pool.park(destination, wire);
+    }
 }
 
 /// The client's settings: our name, and the RFC timers capped by
