@@ -288,3 +288,77 @@ fn routes_beat_the_smarthost_and_connections_are_reused() {
         assert_eq!(partner.connections(), 1, "{}", server.log_text());
     }
 }
+
+#[test]
+fn after_a_crash_a_delivered_remote_recipient_is_not_sent_again() {
+    for binary in Binary::ALL {
+        let partner = Sink::start(Vec::new()).unwrap();
+        let route = format!("\"partner.test\" = \"{}\"", partner.addr);
+        let closed = [
+            ("delivery.smarthost", "\"127.0.0.1:9\""),
+            ("delivery.retry", "[\"1s\"]"),
+            ("delivery.timeout", "\"2s\""),
+        ];
+        let own = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let mut first = own(&closed);
+        first.push(("routes".into(), route.clone()));
+        let data = DataDir::new("remote-crash").unwrap();
+        let mut server = Server::start_with(binary, data.clone(), &first).unwrap();
+        send(
+            &server,
+            ALICE,
+            &[CAROL, "erin@other.test"],
+            &message("crash"),
+        );
+        assert_eq!(partner.wait_for(1, WAIT).len(), 1);
+        assert!(!server.wait_events("defer", 1).is_empty(), "erin waits");
+        server.kill().unwrap();
+
+        // Restarted with a reachable smarthost: only erin is sent.
+        let other = Sink::start(Vec::new()).unwrap();
+        let mut second = own(&[
+            ("delivery.retry", "[\"1s\"]"),
+            ("delivery.timeout", "\"2s\""),
+        ]);
+        second.push(("delivery.smarthost".into(), format!("\"{}\"", other.addr)));
+        second.push(("routes".into(), route.clone()));
+        let server = Server::start_with(binary, data, &second).unwrap();
+        let got = other.wait_for(1, WAIT);
+        assert_eq!(got.len(), 1, "{}", server.log_text());
+        assert_eq!(got[0].rcpts, ["<erin@other.test>".to_owned()]);
+        wait_queue_empty(&server);
+        assert_eq!(partner.got().len(), 1, "carol got it once");
+        assert_eq!(partner.connections(), 1);
+    }
+}
+
+#[test]
+fn a_long_delay_warns_the_sender_once_then_the_message_arrives() {
+    for binary in Binary::ALL {
+        let later = Plan::RefuseRcpt("carol".into(), "451 4.7.1 greylisted".into());
+        let sink = Sink::start(vec![later; 4]).unwrap();
+        let server = start(binary, &sink, &[("delivery.delay_warning", "\"1s\"")]);
+        send(&server, ALICE, &[CAROL], &message("delayed"));
+        let warning = wait_mail(&server, ALICE);
+        let facts = read_dsn(&warning);
+        assert!(
+            facts.contains("rcpt rfc822; carol@partner.test | delayed | 4.4.7"),
+            "{facts}"
+        );
+        assert_eq!(sink.wait_for(1, WAIT).len(), 1, "{}", server.log_text());
+        wait_queue_empty(&server);
+        assert_eq!(
+            server.data().delivered(ALICE).unwrap().len(),
+            1,
+            "one warning, and no failure report"
+        );
+        let reports = server.events("report");
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(log_value(&reports[0], "kind"), Some("delay"));
+    }
+}
