@@ -413,11 +413,14 @@ impl Agent {
                 .flush()
                 .map(|n| format!("{n} queued messages are due now")),
             Request::Delete(id) => {
-                queue_admin::delete(&self.store, &id).map_err(|e| not_found(&id, e))?;
-                self.pending.remove(&id);
                 if let Some(r) = &self.remote {
                     r.forget(id.clone());
                 }
+                if let Err(e) = queue_admin::delete(&self.store, &id) {
+                    self.resubmit(&id);
+                    return Err(not_found(&id, e));
+                }
+                self.pending.remove(&id);
                 log::Line::new("queue-delete")
                     .kv("id", &id)
                     .kv("by", "admin")
@@ -425,12 +428,17 @@ impl Agent {
                 Ok(format!("deleted {id}"))
             }
             Request::Bounce(id) => {
-                let out = queue_admin::bounce(&self.store, &self.cfg, &id, log::unix_now())
-                    .map_err(|e| not_found(&id, e))?;
-                self.pending.remove(&id);
                 if let Some(r) = &self.remote {
                     r.forget(id.clone());
                 }
+                let out = match queue_admin::bounce(&self.store, &self.cfg, &id, log::unix_now()) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        self.resubmit(&id);
+                        return Err(not_found(&id, e));
+                    }
+                };
+                self.pending.remove(&id);
                 let (dsn, to) = match &out.report {
                     Some((dsn, to, _)) => (Some(dsn.as_str()), Some(to.as_str())),
                     None => (None, None),
@@ -458,6 +466,14 @@ impl Agent {
                     ),
                 })
             }
+        }
+    }
+
+    /// Hands a message back to remote delivery after a request about it
+    /// failed (the message stays queued).
+    fn resubmit(&self, id: &str) {
+        if let Some(r) = &self.remote {
+            r.submit(id.to_owned());
         }
     }
 

@@ -362,3 +362,37 @@ fn a_long_delay_warns_the_sender_once_then_the_message_arrives() {
         assert_eq!(log_value(&reports[0], "kind"), Some("delay"));
     }
 }
+
+#[test]
+fn queue_bounce_waits_for_the_attempt_in_flight() {
+    for binary in Binary::ALL {
+        let sink = Sink::start(vec![Plan::Silent]).unwrap();
+        let server = start(binary, &sink, &[("delivery.timeout", "\"3s\"")]);
+        let id = send(&server, ALICE, &[CAROL], &message("in-flight"));
+        let deadline = Instant::now() + WAIT;
+        while sink.connections() == 0 {
+            assert!(Instant::now() < deadline, "no attempt started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = std::process::Command::new(binary.path().unwrap())
+            .args(["queue", "bounce", &id, "--config"])
+            .arg(server.data().path().join("hato.toml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        // The bounce ran only after the attempt ended (its defer is logged
+        // first), so carol is failed by the administrator, not delivered.
+        let log = server.log_text();
+        let defer = log.find("event=defer").expect("the attempt ended");
+        let bounce = log.find("event=queue-bounce").expect("bounced");
+        assert!(defer < bounce, "{log}");
+        let facts = read_dsn(&wait_mail(&server, ALICE));
+        assert!(
+            facts.contains("rcpt rfc822; carol@partner.test | failed"),
+            "{facts}"
+        );
+        wait_queue_empty(&server);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(sink.got().is_empty(), "never delivered after the bounce");
+    }
+}

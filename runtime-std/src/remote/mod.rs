@@ -17,9 +17,10 @@
 //! failure report and removes it. Reports are handed back to local
 //! delivery like any newly queued message.
 //!
-//! The administrator's requests reach it through [`RemoteHandle`]: a
-//! deleted or bounced message is forgotten (an attempt already running for
-//! it ends, and its result is dropped), and a flush makes everything due.
+//! The administrator's requests reach it through [`RemoteHandle`]: before
+//! a message is deleted or bounced, the role forgets it and lets the
+//! request go on only once no attempt for it runs (so a recipient is never
+//! both delivered and reported failed), and a flush makes everything due.
 //!
 //! Log lines: `event=deliver id= to= relay= reply=`, `event=defer id= to=
 //! relay= reason=`, `event=bounce id= to= reason=` (failed for good),
@@ -31,6 +32,7 @@ mod pool;
 mod resolve;
 mod wire;
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -54,6 +56,10 @@ use resolve::LazyDns;
 /// How long a stopping role waits for the attempts still running.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
+/// The longest [`RemoteHandle::forget`] waits for a running attempt: the
+/// longest an attempt can take (connect, then the RFC 5321 waits).
+const FORGET_WAIT: Duration = Duration::from_secs(30 * 60);
+
 /// Where the role hands queue ids it created or finished with (reports
 /// to deliver): local delivery's intake.
 pub type Submit = Arc<dyn Fn(String) + Send + Sync>;
@@ -62,8 +68,9 @@ pub type Submit = Arc<dyn Fn(String) + Send + Sync>;
 enum Msg {
     /// A queued message may have remote recipients.
     Add(String),
-    /// The administrator deleted or bounced it.
-    Forget(String),
+    /// The administrator is about to delete or bounce it: forget it, and
+    /// answer once no attempt for it runs any more.
+    Forget(String, Sender<()>),
     /// Make everything due now; answers how many messages wait.
     Flush(Sender<usize>),
     /// An attempt ended.
@@ -109,6 +116,8 @@ impl RemoteHandle {
             tx: tx.clone(),
             submit,
             running: 0,
+            in_flight: HashMap::new(),
+            waiting: HashMap::new(),
             seeds: AtomicU64::new(seed()),
         };
         let thread = thread::Builder::new()
@@ -128,9 +137,14 @@ impl RemoteHandle {
         self.send(Msg::Add(id));
     }
 
-    /// Forgets a message the administrator deleted or bounced.
+    /// Forgets a message the administrator is about to delete or bounce,
+    /// and waits until no attempt for it runs (its outcomes are then in the
+    /// progress file), so the request never races an attempt. Waits at
+    /// most as long as an attempt can take.
     pub fn forget(&self, id: String) {
-        self.send(Msg::Forget(id));
+        let (tx, rx) = mpsc::channel();
+        self.send(Msg::Forget(id, tx));
+        let _ = rx.recv_timeout(FORGET_WAIT);
     }
 
     /// Makes every waiting recipient due now; returns how many messages
@@ -184,6 +198,10 @@ struct Role {
     submit: Submit,
     /// Attempts running.
     running: usize,
+    /// Attempts running, per message.
+    in_flight: HashMap<String, usize>,
+    /// Who waits for a message's attempts to end ([`Msg::Forget`]).
+    waiting: HashMap<String, Vec<Sender<()>>>,
     seeds: AtomicU64,
 }
 
@@ -204,17 +222,19 @@ impl Role {
             };
             match msg {
                 Ok(Msg::Add(id)) => self.add(id),
-                Ok(Msg::Forget(id)) => {
+                Ok(Msg::Forget(id, answer)) => {
                     self.sched.remove_message(&id);
+                    if self.in_flight.contains_key(&id) {
+                        self.waiting.entry(id).or_default().push(answer);
+                    } else {
+                        let _ = answer.send(());
+                    }
                 }
                 Ok(Msg::Flush(answer)) => {
                     self.sched.flush(wall_now());
                     let _ = answer.send(self.sched.len());
                 }
-                Ok(Msg::Finished(work, results)) => {
-                    self.running = self.running.saturating_sub(1);
-                    self.sched.report(wall_now(), &work, &results);
-                }
+                Ok(Msg::Finished(work, results)) => self.finished(&work, &results),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -296,6 +316,7 @@ impl Role {
 
     /// Starts an attempt on a thread of its own.
     fn start(&mut self, work: Work) {
+        let id = work.id.clone();
         let shared = Arc::clone(&self.shared);
         let tx = self.tx.clone();
         let seed = self
@@ -308,10 +329,29 @@ impl Role {
                 let _ = tx.send(Msg::Finished(work, results));
             });
         match spawned {
-            Ok(_) => self.running += 1,
+            Ok(_) => {
+                self.running += 1;
+                *self.in_flight.entry(id).or_default() += 1;
+            }
             Err(e) => log::Line::new("error")
                 .kv("reason", format!("cannot start a delivery attempt: {e}"))
                 .emit(),
+        }
+    }
+
+    /// An attempt ended: the scheduler hears of it, and whoever waits for
+    /// the message's attempts to end is told.
+    fn finished(&mut self, work: &Work, results: &[(usize, AttemptResult)]) {
+        self.running = self.running.saturating_sub(1);
+        self.sched.report(wall_now(), work, results);
+        if let Some(n) = self.in_flight.get_mut(&work.id) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&work.id);
+                for w in self.waiting.remove(&work.id).unwrap_or_default() {
+                    let _ = w.send(());
+                }
+            }
         }
     }
 
@@ -410,9 +450,9 @@ impl Role {
         while self.running > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(Msg::Finished(work, results)) => {
-                    self.running -= 1;
-                    self.sched.report(wall_now(), &work, &results);
+                Ok(Msg::Finished(work, results)) => self.finished(&work, &results),
+                Ok(Msg::Forget(_, answer)) => {
+                    let _ = answer.send(());
                 }
                 Ok(_) => {}
                 Err(_) => break,
