@@ -185,7 +185,8 @@ fn build(raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, ConfigErr
     Ok(cfg)
 }
 
-/// Takes `dnsbl.zones` and `delivery.dns_servers`, each entry once.
+/// Takes `dnsbl.zones` and `delivery.dns_servers`, each entry once, and
+/// `delivery.local` and `delivery.mailbox_owner`.
 fn dns(dnsbl: super::raw::RawDnsbl, delivery: super::raw::RawDelivery, cfg: &mut Config) {
     if let Some(zones) = dnsbl.zones {
         cfg.dnsbl.zones.clear();
@@ -195,6 +196,12 @@ fn dns(dnsbl: super::raw::RawDnsbl, delivery: super::raw::RawDelivery, cfg: &mut
                 cfg.dnsbl.zones.push(zone);
             }
         }
+    }
+    if let Some(local) = delivery.local {
+        cfg.delivery.local = local;
+    }
+    if let Some(owner) = delivery.mailbox_owner {
+        cfg.delivery.mailbox_owner = Some(owner);
     }
     if let Some(servers) = delivery.dns_servers {
         cfg.delivery.dns_servers.clear();

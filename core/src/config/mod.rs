@@ -32,6 +32,7 @@ mod error;
 mod explain;
 mod leaf;
 mod load;
+mod local;
 mod names;
 mod raw;
 pub mod units;
@@ -44,6 +45,9 @@ use std::time::Duration;
 use crate::net::IpNet;
 
 pub use error::ConfigError;
+pub use local::{
+    parse_local_delivery, parse_mailbox_owner, LmtpTarget, LocalDelivery, MailboxOwner,
+};
 pub use units::{parse_duration, parse_rate, parse_size};
 
 /// The whole, validated configuration.
@@ -123,12 +127,18 @@ pub struct Dnsbl {
     pub zones: Vec<String>,
 }
 
-/// The `[delivery]` table (today its DNS servers only).
+/// The `[delivery]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
     /// Recursive DNS servers to ask, in order. Empty (the default): the
     /// `nameserver` lines of /etc/resolv.conf, which the front end reads.
     pub dns_servers: Vec<SocketAddr>,
+    /// How local recipients get their mail (`delivery.local`). Default:
+    /// hato writes the Maildirs itself.
+    pub local: LocalDelivery,
+    /// Who owns the Maildirs hato writes (`delivery.mailbox_owner`).
+    /// Default `None`: the user running hato.
+    pub mailbox_owner: Option<MailboxOwner>,
 }
 
 /// The `[greylisting]` table.

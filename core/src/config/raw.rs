@@ -9,6 +9,7 @@ use super::leaf::{
     Aliases, Count, DenyEntry, DnsServer, Dur, Flag, Host, List, Listener, Mailbox, Net, RateLeaf,
     SenderEntry, Size, Text,
 };
+use super::{LocalDelivery, MailboxOwner};
 
 /// The keys of each table, for the message about an unknown key. A unit
 /// test checks them against the structs below.
@@ -58,7 +59,7 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
         &["enabled", "delay", "retry_window", "pass_for"],
     ),
     ("dnsbl", &["zones"]),
-    ("delivery", &["dns_servers"]),
+    ("delivery", &["dns_servers", "local", "mailbox_owner"]),
 ];
 
 /// Keys of DESIGN.md §3 that later versions will implement. Refused, as
@@ -184,6 +185,8 @@ pub(super) struct RawDnsbl {
 )]
 pub(super) struct RawDelivery {
     pub(super) dns_servers: Option<Spanned<List<DnsServer>>>,
+    pub(super) local: Option<LocalDelivery>,
+    pub(super) mailbox_owner: Option<MailboxOwner>,
 }
 
 #[cfg(test)]
