@@ -527,8 +527,9 @@ impl Agent {
             .store
             .open_body(&env.id)
             .map_err(|e| format!("cannot read queue file: {e}"))?;
-        let prepared = maildir::prepare(
+        let prepared = maildir::prepare_owned(
             self.store.mailbox_root(),
+            self.store.mailbox_owner(),
             address,
             &self.cfg.hostname,
             &env.from,
