@@ -33,11 +33,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hato_core::config::Config;
+use hato_core::config::{Config, LocalMethod};
 use hato_core::policy::Destination;
 use hato_core::queue::QueueEnvelope;
 
 use crate::control::Request;
+use crate::lmtp;
 use crate::log;
 use crate::queue_admin;
 use crate::store::{maildir, Store};
@@ -468,10 +469,21 @@ impl Agent {
             }
             Err(e) => return self.failed(id, &format!("cannot read queue file: {e}")),
         };
-        let done = match self.reconcile(&env) {
+        let mut done = match self.reconcile(&env) {
             Ok(done) => done,
             Err(e) => return self.failed(id, &format!("cannot read progress file: {e}")),
         };
+        // Recipients that failed for good (an LMTP 5yz) are finished too.
+        // TODO(lead): bounce them (store.failures) once the bounce path exists;
+        // until then the message stays queued for `hato queue bounce`.
+        let failures = self.store.failures(id).unwrap_or_default();
+        done.extend(failures.iter().map(|(idx, _)| *idx));
+        done.sort_unstable();
+        let lmtp = match &self.cfg.delivery.local {
+            LocalMethod::Lmtp(target) => Some(target),
+            LocalMethod::Maildir => None,
+        };
+        let mut lmtp_batch = Vec::new();
         let mut local_failed = false;
         let mut remote = Vec::new();
         for (idx, rcpt) in env.recipients.iter().enumerate() {
@@ -479,6 +491,9 @@ impl Agent {
                 continue;
             }
             match &rcpt.destination {
+                Destination::Local(address) if lmtp.is_some() => {
+                    lmtp_batch.push((idx, address.clone()));
+                }
                 Destination::Local(address) => {
                     if let Err(why) = self.deliver_one(&env, idx, address) {
                         log::Line::new("defer")
@@ -492,6 +507,11 @@ impl Agent {
                 Destination::Remote(_) => remote.push(rcpt.original.as_str()),
             }
         }
+        if let Some(target) = lmtp.filter(|_| !lmtp_batch.is_empty()) {
+            local_failed |=
+                lmtp::deliver_queued(&self.store, &self.cfg.hostname, target, &env, &lmtp_batch);
+        }
+        let failed_for_good = !self.store.failures(id).unwrap_or_default().is_empty();
         let entry = self.pending.entry(id.to_owned()).or_default();
         if !remote.is_empty() && !entry.remote_logged {
             entry.remote_logged = true;
@@ -504,7 +524,7 @@ impl Agent {
         if local_failed {
             return self.retry_later(id);
         }
-        if !remote.is_empty() {
+        if !remote.is_empty() || failed_for_good {
             entry.due = None;
             entry.failures = 0;
             return;

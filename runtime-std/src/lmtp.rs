@@ -9,6 +9,10 @@
 //! accepted recipient, RFC 2033 §4.2); this module only moves its bytes
 //! and keeps its timers (`set_read_timeout` from `poll_timeout`).
 //!
+//! [`deliver_queued`] records the outcomes in the queue's progress file
+//! and logs them; `delivery.rs` calls it for the local recipients of a
+//! message when `delivery.local` names an LMTP server.
+//!
 //! Outcomes: a 2yz is delivered; a 4yz, a timeout, a lost or refused
 //! connection or a protocol error is temporary (retry later); a 5yz is
 //! permanent, with the server's reply text for the bounce.
@@ -24,6 +28,9 @@ use std::os::unix::net::UnixStream;
 use hato_core::config::LmtpTarget;
 use hato_core::queue::QueueEnvelope;
 use hato_core::smtp::client::{ClientConfig, ClientEvent, ClientSession, Outcome, Transaction};
+
+use crate::log;
+use crate::store::Store;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +65,93 @@ impl From<Outcome> for LmtpOutcome {
             Outcome::Permanent(f) => Self::Permanent(f.to_string()),
         }
     }
+}
+
+/// Delivers the queued message `env` to `batch` (local recipients not yet
+/// finished: index and mailbox) through the LMTP server at `target`, and
+/// records each outcome in the progress file:
+///
+/// - delivered: marked done, fsynced (there is no Maildir intent here, so
+///   a crash between the server's 250 and this mark delivers the
+///   recipient again on restart: LMTP's at-least-once contract);
+///   `event=deliver id= to= mailbox= via=lmtp reply=`;
+/// - temporary: `event=defer id= to= reason=`, retried later;
+/// - permanent: marked failed with the server's reply (fsynced), never
+///   retried; `event=fail id= to= reason=`. The reply waits in the
+///   progress file for the bounce ([`Store::failures`]).
+///
+/// Returns whether some recipient must be tried again.
+pub fn deliver_queued(
+    store: &Store,
+    hostname: &str,
+    target: &LmtpTarget,
+    env: &QueueEnvelope,
+    batch: &[(usize, String)],
+) -> bool {
+    let original = |idx: usize, address: &str| {
+        env.recipients
+            .get(idx)
+            .map_or(address.to_owned(), |r| r.original.clone())
+    };
+    let body = match store.open_body(&env.id) {
+        Ok(body) => body,
+        Err(e) => {
+            log::Line::new("defer")
+                .kv("id", &env.id)
+                .kv("reason", format!("cannot read queue file: {e}"))
+                .emit();
+            return true;
+        }
+    };
+    let mut retry = false;
+    for ((idx, outcome), (_, address)) in deliver(target, hostname, env, batch, body)
+        .into_iter()
+        .zip(batch)
+    {
+        let to = original(idx, address);
+        let recorded = match &outcome {
+            LmtpOutcome::Delivered(reply) => store.mark_delivered(&env.id, idx).map(|()| {
+                log::Line::new("deliver")
+                    .kv("id", &env.id)
+                    .kv("to", &to)
+                    .kv("mailbox", address)
+                    .kv("via", "lmtp")
+                    .kv("reply", reply)
+                    .emit();
+            }),
+            LmtpOutcome::Temporary(why) => {
+                log::Line::new("defer")
+                    .kv("id", &env.id)
+                    .kv("to", &to)
+                    .kv("reason", format!("{target}: {why}"))
+                    .emit();
+                retry = true;
+                Ok(())
+            }
+            LmtpOutcome::Permanent(why) => {
+                let reason = format!("{target}: {why}");
+                store.mark_failed(&env.id, idx, &reason).map(|()| {
+                    log::Line::new("fail")
+                        .kv("id", &env.id)
+                        .kv("to", &to)
+                        .kv("reason", &reason)
+                        .emit();
+                })
+            }
+        };
+        if let Err(e) = recorded {
+            log::Line::new("defer")
+                .kv("id", &env.id)
+                .kv("to", &to)
+                .kv(
+                    "reason",
+                    format!("{target} answered \"{outcome}\" but it cannot be recorded: {e}"),
+                )
+                .emit();
+            retry = true;
+        }
+    }
+    retry
 }
 
 /// A stream the session can run over.
@@ -260,9 +354,11 @@ fn send_body(
 mod tests {
     use std::collections::BTreeMap;
 
+    use hato_core::config::{Config, LocalMethod};
     use hato_core::policy::Destination;
 
     use super::*;
+    use crate::delivery::{LocalDelivery, RetryPolicy};
     use crate::lmtp_fake::{FakeLmtp, Script};
     use crate::store::testdir::{envelope, TestDir};
     use crate::store::Store;
@@ -404,6 +500,96 @@ mod tests {
         );
         assert!(started.elapsed() < Duration::from_secs(5));
         drop(listener);
+    }
+
+    /// Queues a message from <alice@example.net> to local `to`; returns its id.
+    fn queue(store: &Store, to: &[&str]) -> String {
+        let dest: Vec<_> = to.iter().map(|a| Destination::Local((*a).into())).collect();
+        let env = envelope(store, &dest);
+        let mut w = store.spool(&env).unwrap();
+        w.write(BODY).unwrap();
+        w.commit().unwrap();
+        env.id
+    }
+
+    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn lmtp_setup(name: &str, fake: &FakeLmtp) -> (TestDir, std::sync::Arc<Store>, Config) {
+        let t = TestDir::new(name);
+        let store = std::sync::Arc::new(Store::open(t.path()).unwrap());
+        let mut cfg = Config::defaults("mail.example.org");
+        cfg.delivery.local = LocalMethod::Lmtp(LmtpTarget::Tcp(fake.addr));
+        (t, store, cfg)
+    }
+
+    #[test]
+    fn delivery_in_lmtp_mode_records_each_recipient() {
+        let fake = FakeLmtp::start(Script {
+            unknown: vec!["nobody@example.org".into()],
+            after_data: BTreeMap::from([(
+                "full@example.org".to_owned(),
+                "452 4.2.2 Quota exceeded".to_owned(),
+            )]),
+            hang_up_at: None,
+        });
+        let (_t, store, cfg) = lmtp_setup("lmtp-agent", &fake);
+        let id = queue(
+            &store,
+            &["bob@example.org", "nobody@example.org", "full@example.org"],
+        );
+        let retry = RetryPolicy {
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(100),
+        };
+        let handle = LocalDelivery::spawn_with(
+            std::sync::Arc::clone(&store),
+            std::sync::Arc::new(cfg),
+            retry,
+        )
+        .unwrap();
+        handle.submit(id.clone());
+        wait_until("full was tried again", || fake.received().len() >= 2);
+        handle.shutdown();
+        assert_eq!(store.delivered(&id).unwrap(), [0]);
+        let failures = store.failures(&id).unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].0, 1);
+        assert!(
+            failures[0]
+                .1
+                .contains("550 5.1.1 <nobody@example.org> User doesn't exist"),
+            "{failures:?}"
+        );
+        // The retry went to full alone: bob is done and nobody failed.
+        let rx = fake.received();
+        assert_eq!(rx[0].to, ["bob@example.org", "full@example.org"]);
+        assert_eq!(rx[1].to, ["full@example.org"]);
+        // The message stays queued (full is open; nobody awaits its bounce);
+        // nothing was written into a Maildir by hato itself.
+        assert_eq!(store.queued().unwrap(), [id]);
+        assert!(!store.mailbox_root().join("example.org").exists());
+    }
+
+    #[test]
+    fn a_message_fully_delivered_over_lmtp_leaves_the_queue() {
+        let fake = FakeLmtp::start(Script::default());
+        let (_t, store, cfg) = lmtp_setup("lmtp-agent-all", &fake);
+        let id = queue(&store, &["bob@example.org", "carol@example.org"]);
+        let handle =
+            LocalDelivery::spawn(std::sync::Arc::clone(&store), std::sync::Arc::new(cfg)).unwrap();
+        handle.submit(id);
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        handle.shutdown();
+        let rx = fake.received();
+        assert_eq!(rx.len(), 1, "one transaction for both");
+        assert_eq!(rx[0].to, ["bob@example.org", "carol@example.org"]);
+        assert_eq!(rx[0].lhlo, "mail.example.org");
     }
 
     #[cfg(unix)]

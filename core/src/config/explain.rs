@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::units::{format_duration, format_size};
-use super::{Config, DenyFrom, LocalDelivery};
+use super::{Config, DenyFrom, LocalMethod};
 use crate::net::IpNet;
 
 /// RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
@@ -109,12 +109,12 @@ fn local_delivery(cfg: &Config) -> String {
         ),
     };
     match &cfg.delivery.local {
-        LocalDelivery::Maildir => format!(
+        LocalMethod::Maildir => format!(
             "Local delivery: hato writes each message into the recipient's Maildir under {}, \
              directories 0700 and files 0600, {owner}.",
             mailboxes.display()
         ),
-        LocalDelivery::Lmtp(target) => format!(
+        LocalMethod::Lmtp(target) => format!(
             "Local delivery: each message goes to the LMTP server at {target} (e.g. Dovecot), \
              which writes the mailboxes; one reply per recipient: 4xx is retried, 5xx fails \
              that recipient. A crash between the server's 250 and hato's record of it can \

@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{names, units, DenyFrom, LocalDelivery, MailboxOwner, Rate};
+use super::{names, units, DenyFrom, LocalMethod, MailboxOwner, Rate};
 use crate::net::IpNet;
 
 /// A leaf value, read from a TOML string or integer by its own parser.
@@ -81,7 +81,7 @@ leaf!(
     SenderEntry
 );
 
-leaf!(DnsServer, LocalDelivery, MailboxOwner);
+leaf!(DnsServer, LocalMethod, MailboxOwner);
 
 /// A host or domain name, normalized.
 pub(super) struct Host(pub(super) String);

@@ -21,7 +21,7 @@ use super::leaf::Leaf;
 
 /// Where local recipients' mail goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum LocalDelivery {
+pub enum LocalMethod {
     /// Into the Maildirs under `data_dir/mailboxes`, written by hato.
     #[default]
     Maildir,
@@ -75,9 +75,9 @@ impl fmt::Display for MailboxOwner {
 ///
 /// # Errors
 /// What to write instead.
-pub fn parse_local_delivery(s: &str) -> Result<LocalDelivery, String> {
+pub fn parse_local_delivery(s: &str) -> Result<LocalMethod, String> {
     if s.eq_ignore_ascii_case("maildir") {
-        return Ok(LocalDelivery::Maildir);
+        return Ok(LocalMethod::Maildir);
     }
     let Some(target) = s.strip_prefix("lmtp:") else {
         return Err(format!(
@@ -91,10 +91,10 @@ pub fn parse_local_delivery(s: &str) -> Result<LocalDelivery, String> {
                 "\"{s}\": the socket path is too long or holds control characters"
             ));
         }
-        return Ok(LocalDelivery::Lmtp(LmtpTarget::Unix(PathBuf::from(target))));
+        return Ok(LocalMethod::Lmtp(LmtpTarget::Unix(PathBuf::from(target))));
     }
     match target.parse::<SocketAddr>() {
-        Ok(addr) if addr.port() != 0 => Ok(LocalDelivery::Lmtp(LmtpTarget::Tcp(addr))),
+        Ok(addr) if addr.port() != 0 => Ok(LocalMethod::Lmtp(LmtpTarget::Tcp(addr))),
         Ok(_) => Err(format!(
             "\"{s}\" has port 0; Dovecot's LMTP port is usually 24"
         )),
@@ -144,7 +144,7 @@ pub fn parse_mailbox_owner(s: &str) -> Result<MailboxOwner, String> {
     }
 }
 
-impl Leaf for LocalDelivery {
+impl Leaf for LocalMethod {
     const EXPECTING: &'static str =
         "\"maildir\" or an LMTP server in quotes, such as \"lmtp:127.0.0.1:24\"";
     fn from_text(s: &str) -> Result<Self, String> {
@@ -171,22 +171,22 @@ mod tests {
 
     #[test]
     fn local_delivery_values() {
-        assert_eq!(parse_local_delivery("maildir"), Ok(LocalDelivery::Maildir));
+        assert_eq!(parse_local_delivery("maildir"), Ok(LocalMethod::Maildir));
         assert_eq!(
             parse_local_delivery("lmtp:127.0.0.1:24"),
-            Ok(LocalDelivery::Lmtp(LmtpTarget::Tcp(
+            Ok(LocalMethod::Lmtp(LmtpTarget::Tcp(
                 "127.0.0.1:24".parse().unwrap()
             )))
         );
         assert_eq!(
             parse_local_delivery("lmtp:[::1]:2424"),
-            Ok(LocalDelivery::Lmtp(LmtpTarget::Tcp(
+            Ok(LocalMethod::Lmtp(LmtpTarget::Tcp(
                 "[::1]:2424".parse().unwrap()
             )))
         );
         assert_eq!(
             parse_local_delivery("lmtp:/run/dovecot/lmtp"),
-            Ok(LocalDelivery::Lmtp(LmtpTarget::Unix(
+            Ok(LocalMethod::Lmtp(LmtpTarget::Unix(
                 "/run/dovecot/lmtp".into()
             )))
         );

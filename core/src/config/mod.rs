@@ -45,9 +45,7 @@ use std::time::Duration;
 use crate::net::IpNet;
 
 pub use error::ConfigError;
-pub use local::{
-    parse_local_delivery, parse_mailbox_owner, LmtpTarget, LocalDelivery, MailboxOwner,
-};
+pub use local::{parse_local_delivery, parse_mailbox_owner, LmtpTarget, LocalMethod, MailboxOwner};
 pub use units::{parse_duration, parse_rate, parse_size};
 
 /// The whole, validated configuration.
@@ -135,7 +133,7 @@ pub struct Delivery {
     pub dns_servers: Vec<SocketAddr>,
     /// How local recipients get their mail (`delivery.local`). Default:
     /// hato writes the Maildirs itself.
-    pub local: LocalDelivery,
+    pub local: LocalMethod,
     /// Who owns the Maildirs hato writes (`delivery.mailbox_owner`).
     /// Default `None`: the user running hato.
     pub mailbox_owner: Option<MailboxOwner>,

@@ -9,7 +9,7 @@ use super::leaf::{
     Aliases, Count, DenyEntry, DnsServer, Dur, Flag, Host, List, Listener, Mailbox, Net, RateLeaf,
     SenderEntry, Size, Text,
 };
-use super::{LocalDelivery, MailboxOwner};
+use super::{LocalMethod, MailboxOwner};
 
 /// The keys of each table, for the message about an unknown key. A unit
 /// test checks them against the structs below.
@@ -185,7 +185,7 @@ pub(super) struct RawDnsbl {
 )]
 pub(super) struct RawDelivery {
     pub(super) dns_servers: Option<Spanned<List<DnsServer>>>,
-    pub(super) local: Option<LocalDelivery>,
+    pub(super) local: Option<LocalMethod>,
     pub(super) mailbox_owner: Option<MailboxOwner>,
 }
 

@@ -17,6 +17,12 @@
 //! twice". (Readers that know only done lines skip intent lines, whose
 //! first word is not a number.)
 //!
+//! A recipient that failed for good (an LMTP server's 5yz) is finished
+//! too, but not delivered: `<index> failed <reason>`, fsynced. Delivery
+//! skips it; [`Store::delivered`] does not list it (so `hato queue bounce`
+//! reports it), and [`Store::failures`] returns it with its reason, for
+//! the bounce.
+//!
 //! The queue file is removed before its progress file; a progress file
 //! whose queue file is gone is removed by [`Store::open`].
 
@@ -31,6 +37,9 @@ use super::{check_id, fsutil, Store};
 
 /// The suffix of progress files: `queue/<id>.done`.
 pub(crate) const SUFFIX: &str = ".done";
+
+/// The word after the index of a recipient that failed for good.
+const FAILED: &str = "failed";
 
 impl Store {
     fn progress_path(&self, id: &str) -> io::Result<PathBuf> {
@@ -54,12 +63,54 @@ impl Store {
             .filter(|line| line.ends_with(b"\n"))
             .filter_map(|line| {
                 let line = std::str::from_utf8(line).ok()?;
-                line.split([' ', '\n']).next()?.parse().ok()
+                let mut words = line.split([' ', '\n']);
+                let idx = words.next()?.parse().ok()?;
+                (words.next() != Some(FAILED)).then_some(idx)
             })
             .collect();
         done.sort_unstable();
         done.dedup();
         Ok(done)
+    }
+
+    /// Returns the recipients of `id` that failed for good, with the
+    /// reason recorded, in the order written.
+    ///
+    /// # Errors
+    /// The progress file exists but cannot be read.
+    pub fn failures(&self, id: &str) -> io::Result<Vec<(usize, String)>> {
+        let text = match fs::read(self.progress_path(id)?) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .split_inclusive(|&b| b == b'\n')
+            .filter(|line| line.ends_with(b"\n"))
+            .filter_map(|line| {
+                let line = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
+                let (idx, rest) = line.split_once(' ')?;
+                let (word, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+                if word != FAILED {
+                    return None;
+                }
+                Some((idx.parse().ok()?, reason.to_owned()))
+            })
+            .collect())
+    }
+
+    /// Records, durably, that recipient `idx` of `id` failed for good
+    /// because of `reason` (line breaks and control characters become
+    /// spaces): it is finished and must be bounced, not retried.
+    ///
+    /// # Errors
+    /// The file cannot be written or synced; the recipient then stays open.
+    pub fn mark_failed(&self, id: &str, idx: usize, reason: &str) -> io::Result<()> {
+        let reason: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        self.append_progress(id, &format!("{idx} {FAILED} {reason}\n"), true)
     }
 
     /// Returns the intents recorded for `id`: (recipient index, Maildir
@@ -168,6 +219,35 @@ mod tests {
         f.write_all(b"junk\n7 remote\n1").unwrap(); // "1" was cut short
         let store = Store::attach(t.path()).unwrap();
         assert_eq!(store.delivered(&id).unwrap(), vec![0, 2, 7]);
+    }
+
+    #[test]
+    fn failures_are_finished_but_not_delivered() {
+        let t = TestDir::new("progress-failed");
+        let store = Store::open(t.path()).unwrap();
+        let id = store.new_queue_id();
+        store.mark_delivered(&id, 0).unwrap();
+        store
+            .mark_failed(
+                &id,
+                2,
+                "550 5.1.1 <x@example.org> no such user\r\n(in reply)",
+            )
+            .unwrap();
+        store.mark_failed(&id, 3, "").unwrap();
+        assert_eq!(store.delivered(&id).unwrap(), vec![0]);
+        assert_eq!(
+            store.failures(&id).unwrap(),
+            vec![
+                (
+                    2,
+                    "550 5.1.1 <x@example.org> no such user  (in reply)".to_owned()
+                ),
+                (3, String::new())
+            ]
+        );
+        let text = fs::read_to_string(store.progress_path(&id).unwrap()).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
     }
 
     #[test]

@@ -712,14 +712,14 @@ fn bad_dns_server_says_what_to_write() {
 
 #[test]
 fn local_delivery_and_mailbox_owner_are_read() {
-    use crate::config::{LmtpTarget, LocalDelivery, MailboxOwner};
+    use crate::config::{LmtpTarget, LocalMethod, MailboxOwner};
     let c = ok("hostname = \"m.example\"\n");
-    assert_eq!(c.delivery.local, LocalDelivery::Maildir);
+    assert_eq!(c.delivery.local, LocalMethod::Maildir);
     assert_eq!(c.delivery.mailbox_owner, None);
     let c = ok("hostname = \"m.example\"\n[delivery]\nlocal = \"lmtp:127.0.0.1:24\"\nmailbox_owner = \"vmail\"\n");
     assert_eq!(
         c.delivery.local,
-        LocalDelivery::Lmtp(LmtpTarget::Tcp(addr("127.0.0.1:24")))
+        LocalMethod::Lmtp(LmtpTarget::Tcp(addr("127.0.0.1:24")))
     );
     assert_eq!(
         c.delivery.mailbox_owner,
