@@ -22,6 +22,7 @@ import re
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -53,8 +54,15 @@ class Dovecot:
         self.imap, self.pop3, self.lmtp = free_port(), free_port(), lmtp or free_port()
         self.config = os.path.join(self.dir, "dovecot.conf")
         self.log_path = os.path.join(self.dir, "dovecot.log")
+        self.cert = os.path.join(self.dir, "cert.pem")
+        key = os.path.join(self.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                        "-subj", "/CN=mail.example.test", "-keyout", key, "-out", self.cert],
+                       check=True, capture_output=True, timeout=TIMEOUT)
         with open(self.config, "w") as f:
-            f.write(config(self.dir, data_dir, self.imap, self.pop3, self.lmtp, self.log_path))
+            f.write(config(self.dir, data_dir, self.imap, self.pop3, self.lmtp, self.log_path,
+                           self.cert, key))
         self.proc = None
 
     def start(self):
@@ -94,9 +102,9 @@ class Dovecot:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def config(run_dir, data_dir, imap, pop3, lmtp, log_path):
+def config(run_dir, data_dir, imap, pop3, lmtp, log_path, cert, key):
     """The minimal dovecot.conf of docs/dovecot.md, on loopback test ports,
-    without TLS, with its run and state directories under run_dir."""
+    with its run and state directories under run_dir."""
     return f"""\
 protocols = imap pop3 lmtp
 listen = 127.0.0.1
@@ -104,10 +112,12 @@ base_dir = {run_dir}/run
 state_dir = {run_dir}/state
 instance_name = hato-test-{os.path.basename(run_dir)}
 log_path = {log_path}
-ssl = no
-disable_plaintext_auth = no
+ssl = required
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
 auth_mechanisms = plain login
-first_valid_uid = 1
 mail_location = maildir:{data_dir}/mailboxes/%d/%n
 passdb {{
   driver = passwd-file
@@ -217,6 +227,16 @@ def test_maildir_delivery_read_over_imap_and_pop3(binary):
         [cur] = os.listdir(os.path.join(box, "cur"))
         assert os.stat(os.path.join(box, "cur", cur)).st_uid == MAIL_UID
         assert any(n.startswith("dovecot.index") for n in os.listdir(box)), os.listdir(box)
+        # Over STARTTLS, with the certificate Dovecot was given.
+        ctx = ssl.create_default_context(cafile=d.cert)
+        ctx.check_hostname = False
+        with imaplib.IMAP4("127.0.0.1", d.imap, timeout=TIMEOUT) as imap:
+            imap.starttls(ssl_context=ctx)
+            imap.login("alice@example.test", PASSWORD)
+            imap.select("INBOX", readonly=True)
+            typ, data = imap.search(None, "ALL")
+            assert typ == "OK" and len(data[0].split()) == 1, data
+            imap.logout()
         pops = pop3_messages(d.pop3, "alice@example.test")
         assert len(pops) == 1 and b"Subject: via maildir" in pops[0], pops
         # A wrong password is refused by Dovecot as by hato.
