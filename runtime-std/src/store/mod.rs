@@ -117,9 +117,9 @@ impl Store {
 
     /// Makes `owner` the owner of the Maildirs written from now on
     /// (`delivery.mailbox_owner`): gives it `mailboxes/`, and lets its
-    /// group traverse `data_dir` (group set to the owner's, mode 0710, so
-    /// it reaches `mailboxes/` and nothing else: queue, users and state
-    /// stay 0700 / 0600). Existing Maildirs are not changed.
+    /// group traverse `data_dir` (group set to the owner's, plus the group
+    /// search bit: 0700 becomes 0710), so it reaches `mailboxes/` and
+    /// nothing else: queue, users and state stay 0700 / 0600. Existing Maildirs are not changed.
     ///
     /// # Errors
     /// This process can neither give files away (not root) nor is it the
