@@ -246,6 +246,7 @@ pub fn show(store: &Store, id: &str) -> io::Result<String> {
     let (env, body) = store.open_message(id)?;
     let headers = read_header_block(body)?;
     let done = delivered(store, &env)?;
+    let failures = store.failures(&env.id)?;
     let mut s = String::with_capacity(1024 + headers.len());
     let _ = writeln!(s, "id:        {}", env.id);
     let _ = writeln!(
@@ -268,12 +269,15 @@ pub fn show(store: &Store, id: &str) -> io::Result<String> {
             Destination::Local(a) => ("local", a),
             Destination::Remote(a) => ("remote", a),
         };
+        let failed = failures.iter().find(|(f, _)| *f == i);
         let state = if done.binary_search(&i).is_ok() {
-            "delivered"
+            "delivered".to_owned()
+        } else if let Some((_, why)) = failed {
+            format!("failed, to be bounced: {why}")
         } else if kind == "local" {
-            "waiting for local delivery"
+            "waiting for local delivery".to_owned()
         } else {
-            "waiting for remote delivery"
+            "waiting for remote delivery".to_owned()
         };
         let _ = writeln!(s, "  {}  {kind} {address}  {state}", r.original);
     }
@@ -388,6 +392,12 @@ mod tests {
         ));
         assert!(text.contains("  Subject: Quarterly figures\n"));
         assert!(!text.contains("SECRET"));
+        store
+            .mark_failed(&id, 0, "lmtp:127.0.0.1:24: 550 5.1.1 no such user")
+            .unwrap();
+        assert!(show(&store, &id).unwrap().contains(
+            "remote dave@partner.example  failed, to be bounced: lmtp:127.0.0.1:24: 550 5.1.1 no such user"
+        ));
         delete(&store, &id).unwrap();
         assert!(store.queued().unwrap().is_empty());
         for err in [
