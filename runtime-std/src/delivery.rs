@@ -33,11 +33,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hato_core::config::Config;
+use hato_core::config::{Config, LocalMethod};
 use hato_core::policy::Destination;
 use hato_core::queue::QueueEnvelope;
 
 use crate::control::Request;
+use crate::lmtp;
 use crate::log;
 use crate::queue_admin;
 use crate::remote::{RemoteHandle, Submit};
@@ -543,10 +544,17 @@ impl Agent {
             }
             Err(e) => return self.failed(id, &format!("cannot read queue file: {e}")),
         };
+        // Finished recipients: delivered, or failed for good (an LMTP 5yz,
+        // or remote delivery's); the failed ones are in the final report.
         let done = match self.reconcile(&env) {
             Ok(done) => done,
             Err(e) => return self.failed(id, &format!("cannot read progress file: {e}")),
         };
+        let lmtp = match &self.cfg.delivery.local {
+            LocalMethod::Lmtp(target) => Some(target),
+            LocalMethod::Maildir => None,
+        };
+        let mut lmtp_batch = Vec::new();
         let mut local_failed = false;
         let mut remote = Vec::new();
         for (idx, rcpt) in env.recipients.iter().enumerate() {
@@ -554,6 +562,9 @@ impl Agent {
                 continue;
             }
             match &rcpt.destination {
+                Destination::Local(address) if lmtp.is_some() => {
+                    lmtp_batch.push((idx, address.clone()));
+                }
                 Destination::Local(address) => {
                     if let Err(why) = self.deliver_one(&env, idx, address) {
                         log::Line::new("defer")
@@ -566,6 +577,10 @@ impl Agent {
                 }
                 Destination::Remote(_) => remote.push(rcpt.original.as_str()),
             }
+        }
+        if let Some(target) = lmtp.filter(|_| !lmtp_batch.is_empty()) {
+            local_failed |=
+                lmtp::deliver_queued(&self.store, &self.cfg.hostname, target, &env, &lmtp_batch);
         }
         let entry = self.pending.entry(id.to_owned()).or_default();
         if !remote.is_empty() && !entry.remote_handed {
@@ -613,8 +628,9 @@ impl Agent {
             .store
             .open_body(&env.id)
             .map_err(|e| format!("cannot read queue file: {e}"))?;
-        let prepared = maildir::prepare(
+        let prepared = maildir::prepare_owned(
             self.store.mailbox_root(),
+            self.store.mailbox_owner(),
             address,
             &self.cfg.hostname,
             &env.from,

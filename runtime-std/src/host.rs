@@ -39,6 +39,7 @@ use crate::dns::DnsClient;
 use crate::dns_checks;
 use crate::log::{unix_now, Line};
 use crate::policy_store::{SharedPolicy, SAVE_EVERY};
+use crate::store::owner::Owner;
 use crate::store::{SpoolWriter, Store, UsersCache};
 
 /// How much of the start of a message is kept to find its Message-ID:
@@ -85,7 +86,16 @@ impl Server {
         // The lock first: a second server must not clean up the queue of
         // a running one.
         let lock = DataDirLock::for_server(Store::attach(&cfg.data_dir)?.state_dir())?;
-        let store = Arc::new(Store::open(&cfg.data_dir)?);
+        let mut store = Store::open(&cfg.data_dir)?;
+        if let Some(owner) = &cfg.delivery.mailbox_owner {
+            let owner = Owner::resolve(owner).map_err(io::Error::other)?;
+            store.set_mailbox_owner(owner)?;
+            Line::new("mailbox-owner")
+                .kv("uid", owner.uid)
+                .kv("gid", owner.gid)
+                .emit();
+        }
+        let store = Arc::new(store);
         let users = UsersCache::new(&cfg.data_dir)
             .map_err(|e| io::Error::other(format!("users file: {e}")))?;
         let policy = Arc::new(SharedPolicy::load(

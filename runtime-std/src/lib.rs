@@ -10,6 +10,9 @@ pub mod delivery;
 pub mod dns;
 pub mod dns_checks;
 pub mod host;
+pub mod lmtp;
+#[cfg(test)]
+pub(crate) mod lmtp_fake;
 pub mod log;
 pub mod policy_store;
 pub mod queue_admin;

@@ -263,6 +263,14 @@ mod tests {
         ));
         assert!(text.contains("  Subject: Quarterly figures\n"));
         assert!(!text.contains("SECRET"));
+        let failure = crate::store::RecordedFailure {
+            mta: Some("mx.partner.example".into()),
+            reason: "550 5.1.1 no such user".into(),
+        };
+        store.mark_failed(&id, 0, &failure).unwrap();
+        assert!(show(&store, &id)
+            .unwrap()
+            .contains("remote dave@partner.example  failed: 550 5.1.1 no such user"));
         delete(&store, &id).unwrap();
         assert!(store.queued().unwrap().is_empty());
         for err in [

@@ -1,6 +1,7 @@
 //! Checks of the `[delivery]` keys that drive remote delivery and of the
 //! `[routes]` table: ports, the smarthost, the retry schedule, lifetimes
-//! and connection limits (see `docs/configuration.md`).
+//! and connection limits, and local delivery's method and mailbox owner
+//! (see `docs/configuration.md`).
 
 use std::time::Duration;
 
@@ -20,6 +21,12 @@ pub(super) fn build(
     out: &mut Delivery,
 ) -> Result<(), ConfigError> {
     let at = |span, key: &str, msg: String| ConfigError::at(text, span, key, msg);
+    if let Some(local) = raw.local {
+        out.local = local;
+    }
+    if let Some(owner) = raw.mailbox_owner {
+        out.mailbox_owner = Some(owner);
+    }
     if let Some(p) = raw.smtp_port {
         out.smtp_port = p.into_inner().0;
     }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::units::{format_duration, format_size};
-use super::{Config, DenyFrom};
+use super::{Config, DenyFrom, LocalMethod};
 use crate::net::IpNet;
 
 /// RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
@@ -66,6 +66,7 @@ pub(super) fn explain(cfg: &Config) -> String {
     for l in delivery(cfg) {
         line(l);
     }
+    line(local_delivery(cfg));
     for w in warnings(cfg) {
         line(format!("Warning: {w}"));
     }
@@ -138,6 +139,32 @@ fn delivery(cfg: &Config) -> Vec<String> {
         d.max_hops
     ));
     out
+}
+
+/// Where local mail goes (`delivery.local`) and who owns the Maildirs
+/// (`delivery.mailbox_owner`).
+fn local_delivery(cfg: &Config) -> String {
+    let mailboxes = cfg.data_dir.join("mailboxes");
+    let owner = match &cfg.delivery.mailbox_owner {
+        None => "owned by the user running hato (delivery.mailbox_owner is not set)".to_owned(),
+        Some(o) => format!(
+            "owned by {o} (delivery.mailbox_owner; hato must run as root to give them away, \
+             and `serve` refuses to start if that user does not exist)"
+        ),
+    };
+    match &cfg.delivery.local {
+        LocalMethod::Maildir => format!(
+            "Local delivery: hato writes each message into the recipient's Maildir under {}, \
+             directories 0700 and files 0600, {owner}.",
+            mailboxes.display()
+        ),
+        LocalMethod::Lmtp(target) => format!(
+            "Local delivery: each message goes to the LMTP server at {target} (e.g. Dovecot), \
+             which writes the mailboxes; one reply per recipient: 4xx is retried, 5xx fails \
+             that recipient. A crash between the server's 250 and hato's record of it can \
+             deliver a message twice (LMTP's at-least-once rule)."
+        ),
+    }
 }
 
 fn relay(cfg: &Config) -> String {
@@ -536,6 +563,28 @@ mod tests {
         ] {
             assert!(text.contains(phrase), "missing {phrase:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn local_delivery_and_mailbox_owner_are_explained() {
+        let mut c = cfg();
+        let text = c.explain();
+        assert!(
+            text.contains("Local delivery: hato writes each message into the recipient's Maildir")
+        );
+        assert!(text.contains("owned by the user running hato (delivery.mailbox_owner is not set)"));
+        c.delivery.mailbox_owner = Some(crate::config::MailboxOwner::User("vmail".into()));
+        assert!(c
+            .explain()
+            .contains("owned by vmail (delivery.mailbox_owner;"));
+        c.delivery.local = crate::config::parse_local_delivery("lmtp:127.0.0.1:24").unwrap();
+        let text = c.explain();
+        assert!(
+            text.contains(
+                "Local delivery: each message goes to the LMTP server at lmtp:127.0.0.1:24"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

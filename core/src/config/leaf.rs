@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{names, units, DenyFrom, HopHost, NextHop, Rate};
+use super::{names, units, DenyFrom, HopHost, LocalMethod, MailboxOwner, NextHop, Rate};
 use crate::net::IpNet;
 
 /// A leaf value, read from a TOML string or integer by its own parser.
@@ -81,7 +81,7 @@ leaf!(
     SenderEntry
 );
 
-leaf!(DnsServer, Hop, Port);
+leaf!(DnsServer, Hop, Port, LocalMethod, MailboxOwner);
 
 /// A host or domain name, normalized.
 pub(super) struct Host(pub(super) String);

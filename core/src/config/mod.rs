@@ -33,6 +33,7 @@ mod error;
 mod explain;
 mod leaf;
 mod load;
+mod local;
 mod names;
 mod raw;
 pub mod units;
@@ -45,6 +46,7 @@ use std::time::Duration;
 use crate::net::IpNet;
 
 pub use error::ConfigError;
+pub use local::{parse_local_delivery, parse_mailbox_owner, LmtpTarget, LocalMethod, MailboxOwner};
 pub use units::{parse_duration, parse_rate, parse_size};
 
 /// The whole, validated configuration.
@@ -157,6 +159,12 @@ pub struct Delivery {
     /// the RFC 5321 §4.5.3.2 times (5 minutes for most replies, 10 for
     /// the end of data).
     pub timeout: Option<Duration>,
+    /// How local recipients get their mail (`delivery.local`). Default:
+    /// hato writes the Maildirs itself.
+    pub local: LocalMethod,
+    /// Who owns the Maildirs hato writes (`delivery.mailbox_owner`).
+    /// Default `None`: the user running hato.
+    pub mailbox_owner: Option<MailboxOwner>,
 }
 
 impl Default for Delivery {
@@ -177,6 +185,8 @@ impl Default for Delivery {
             max_connections: 20,
             max_hops: 50,
             timeout: None,
+            local: LocalMethod::default(),
+            mailbox_owner: None,
         }
     }
 }

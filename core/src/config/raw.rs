@@ -9,6 +9,7 @@ use super::leaf::{
     Aliases, Count, DenyEntry, DnsServer, Dur, Flag, Hop, Host, List, Listener, Mailbox, Net, Port,
     RateLeaf, Routes, SenderEntry, Size, Text,
 };
+use super::{LocalMethod, MailboxOwner};
 
 /// The keys of each table, for the message about an unknown key. A unit
 /// test checks them against the structs below.
@@ -72,6 +73,8 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
             "max_connections",
             "max_hops",
             "timeout",
+            "local",
+            "mailbox_owner",
         ],
     ),
 ];
@@ -210,6 +213,8 @@ pub(super) struct RawDelivery {
     pub(super) max_connections: Option<Spanned<Count>>,
     pub(super) max_hops: Option<Spanned<Count>>,
     pub(super) timeout: Option<Spanned<Dur>>,
+    pub(super) local: Option<LocalMethod>,
+    pub(super) mailbox_owner: Option<MailboxOwner>,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hato_core::directory::validate_mailbox_name;
 
 use super::fsutil;
+use super::owner::Owner;
 
 /// Deliveries made by this process, for unique file names.
 static DELIVERIES: AtomicU64 = AtomicU64::new(0);
@@ -107,6 +108,23 @@ pub fn prepare(
     address: &str,
     hostname: &str,
     from: &str,
+    message: impl Read,
+) -> io::Result<Prepared> {
+    prepare_owned(mailbox_root, None, address, hostname, from, message)
+}
+
+/// Like [`prepare`], and when `owner` is given, the Maildir directories
+/// it creates (domain, mailbox, `tmp`, `new`, `cur`; 0700) and the file
+/// (0600) are given to that uid and gid (`delivery.mailbox_owner`).
+///
+/// # Errors
+/// As [`prepare`], and a failed chown.
+pub fn prepare_owned(
+    mailbox_root: &Path,
+    owner: Option<Owner>,
+    address: &str,
+    hostname: &str,
+    from: &str,
     mut message: impl Read,
 ) -> io::Result<Prepared> {
     let dir = mailbox_dir(mailbox_root, address)?;
@@ -116,15 +134,16 @@ pub fn prepare(
             "control character in sender",
         ));
     }
-    for sub in ["tmp", "new", "cur"] {
-        fsutil::create_private_dir_all(&dir.join(sub))?;
-    }
+    create_maildir(&dir, owner)?;
     let (name, file) = create_unique(&dir.join("tmp"), hostname)?;
     let prepared = Prepared {
         name,
         dir,
         committed: false,
     };
+    if let Some(owner) = owner {
+        owner.apply_file(&file)?;
+    }
     let mut out = BufWriter::with_capacity(64 * 1024, file);
     let from = if from.starts_with('<') {
         from.to_owned()
@@ -202,6 +221,28 @@ fn check_name(name: &str) -> io::Result<()> {
             "not a Maildir file name",
         ))
     }
+}
+
+/// Creates the Maildir `dir` (and its domain directory) when missing, each
+/// directory 0700 and, with an owner, given to it.
+fn create_maildir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
+    let subs = ["tmp", "new", "cur"].map(|sub| dir.join(sub));
+    let Some(owner) = owner else {
+        return subs
+            .iter()
+            .try_for_each(|d| fsutil::create_private_dir_all(d));
+    };
+    if subs.iter().all(|d| d.is_dir()) {
+        return Ok(());
+    }
+    let parents = dir.parent().into_iter().chain([dir]);
+    for d in parents.chain(subs.iter().map(PathBuf::as_path)) {
+        fsutil::create_private_dir_all(d)?;
+        if !owner.owns(d) {
+            owner.apply(d)?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates `tmp/<unique>` (0600), trying a few names should one exist.
@@ -306,6 +347,61 @@ mod tests {
             assert_eq!(mode(&t.path().join("example.org/bob/new")), 0o700);
             assert_eq!(mode(&t.path().join("example.org")), 0o700);
         }
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn an_owner_gets_the_maildir_and_the_file() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if super::super::owner::effective_uid() != Some(0) {
+            eprintln!("skipped: giving files away needs root");
+            return;
+        }
+        let t = TestDir::new("maildir-owner");
+        let nobody = Owner {
+            uid: 65534,
+            gid: 65534,
+        };
+        let path = prepare_owned(
+            t.path(),
+            Some(nobody),
+            "bob@example.org",
+            "h",
+            "<>",
+            &b"x\r\n"[..],
+        )
+        .unwrap()
+        .commit()
+        .unwrap();
+        let box_dir = t.path().join("example.org/bob");
+        for (p, mode) in [
+            (path.clone(), 0o600),
+            (t.path().join("example.org"), 0o700),
+            (box_dir.clone(), 0o700),
+            (box_dir.join("tmp"), 0o700),
+            (box_dir.join("new"), 0o700),
+            (box_dir.join("cur"), 0o700),
+        ] {
+            let m = fs::metadata(&p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
+            assert_eq!(m.permissions().mode() & 0o777, mode, "{}", p.display());
+        }
+        // Without an owner, hato's own uid keeps what it creates.
+        let mine = deliver(t.path(), "carol@example.org", "h", "<>", &b"x"[..]).unwrap();
+        assert_eq!(fs::metadata(mine).unwrap().uid(), 0);
+        // A second delivery into the existing Maildir is given away too.
+        let again = prepare_owned(
+            t.path(),
+            Some(nobody),
+            "bob@example.org",
+            "h",
+            "<>",
+            &b"y"[..],
+        )
+        .unwrap()
+        .commit()
+        .unwrap();
+        assert_eq!(fs::metadata(again).unwrap().uid(), 65534);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 mod fsutil;
 mod id;
 pub mod maildir;
+pub mod owner;
 mod policy;
 mod progress;
 mod queue;
@@ -56,6 +57,8 @@ pub struct Store {
     incoming: PathBuf,
     mailboxes: PathBuf,
     state: PathBuf,
+    /// Who owns the Maildirs (`delivery.mailbox_owner`); `None`: this process.
+    owner: Option<owner::Owner>,
 }
 
 impl Store {
@@ -90,6 +93,7 @@ impl Store {
             queue,
             mailboxes: data_dir.join("mailboxes"),
             state: data_dir.join("state"),
+            owner: None,
         };
         for dir in [&store.incoming, &store.mailboxes, &store.state] {
             fsutil::create_private_dir_all(dir)?;
@@ -105,6 +109,59 @@ impl Store {
     /// Returns `data_dir/mailboxes`, the root of the Maildirs.
     pub fn mailbox_root(&self) -> &Path {
         &self.mailboxes
+    }
+
+    /// Returns the owner given to new Maildir directories and files.
+    pub fn mailbox_owner(&self) -> Option<owner::Owner> {
+        self.owner
+    }
+
+    /// Makes `owner` the owner of the Maildirs written from now on
+    /// (`delivery.mailbox_owner`): gives it `mailboxes/`, and lets its
+    /// group traverse `data_dir` (group set to the owner's, plus the group
+    /// search bit: 0700 becomes 0710), so it reaches `mailboxes/` and
+    /// nothing else: queue, users and state stay 0700 / 0600. Existing Maildirs are not changed.
+    ///
+    /// # Errors
+    /// This process can neither give files away (not root) nor is it the
+    /// owner; or a chown / chmod failed.
+    pub fn set_mailbox_owner(&mut self, owner: owner::Owner) -> io::Result<()> {
+        if let Some(me) = owner::effective_uid().filter(|&me| me != 0 && me != owner.uid) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "delivery.mailbox_owner ({owner}): hato runs as uid {me} and cannot give \
+                     mailboxes to another user; run it as root, or as that user"
+                ),
+            ));
+        }
+        let explain = |what: &str, e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("delivery.mailbox_owner ({owner}): cannot {what}: {e}"),
+            )
+        };
+        if !owner.owns(&self.mailboxes) {
+            owner
+                .apply(&self.mailboxes)
+                .map_err(|e| explain("give mailboxes/ to it", e))?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let meta = fs::metadata(&self.data_dir).map_err(|e| explain("read data_dir", e))?;
+            if meta.gid() != owner.gid {
+                std::os::unix::fs::chown(&self.data_dir, None, Some(owner.gid))
+                    .map_err(|e| explain("give data_dir's group to it", e))?;
+            }
+            if meta.mode() & 0o010 == 0 {
+                let mode = (meta.mode() & 0o7777) | 0o010;
+                fs::set_permissions(&self.data_dir, fs::Permissions::from_mode(mode))
+                    .map_err(|e| explain("let its group traverse data_dir", e))?;
+            }
+        }
+        self.owner = Some(owner);
+        Ok(())
     }
 
     /// Returns `data_dir/state`.
@@ -173,6 +230,32 @@ fn check_id(id: &str) -> io::Result<()> {
 mod tests {
     use super::testdir::TestDir;
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_mailbox_owner_gets_mailboxes_and_may_traverse_data_dir() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if owner::effective_uid() != Some(0) {
+            eprintln!("skipped: giving files away needs root");
+            return;
+        }
+        let t = TestDir::new("owner-layout");
+        let mut store = Store::open(&t.path().join("data")).unwrap();
+        let nobody = owner::Owner {
+            uid: 65534,
+            gid: 65534,
+        };
+        store.set_mailbox_owner(nobody).unwrap();
+        assert_eq!(store.mailbox_owner(), Some(nobody));
+        let m = fs::metadata(store.mailbox_root()).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o700));
+        let d = fs::metadata(store.data_dir()).unwrap();
+        assert_eq!((d.uid(), d.gid(), d.mode() & 0o777), (0, 65534, 0o710));
+        for private in ["queue", "state"] {
+            let m = fs::metadata(store.data_dir().join(private)).unwrap();
+            assert_eq!((m.uid(), m.permissions().mode() & 0o777), (0, 0o700));
+        }
+    }
 
     #[test]
     fn open_creates_the_layout_private() {

@@ -17,6 +17,12 @@
 //! twice". (Readers that know only done lines skip intent lines, whose
 //! first word is not a number.)
 //!
+//! A recipient that failed for good (a remote server's or an LMTP
+//! server's 5yz, an expired lifetime) is finished too: `<index> failed
+//! <server> <reason>` (`-` for no server), fsynced. [`Store::delivered`]
+//! lists it among the finished (its first word is the index), and
+//! [`Store::failures`] returns it with its reason for the one report.
+//!
 //! The queue file is removed before its progress file; a progress file
 //! whose queue file is gone is removed by [`Store::open`].
 

@@ -223,9 +223,13 @@ fn update(
     change(&mut dir)?;
     let tmp = data_dir.join("users.tmp");
     fsutil::remove_if_exists(&tmp)?;
+    let old_mtime = fs::metadata(path(data_dir)).and_then(|m| m.modified()).ok();
     let result = (|| {
         let mut file = fsutil::create_private_file(&tmp)?;
         file.write_all(dir.to_text().as_bytes())?;
+        if let Some(old) = old_mtime {
+            later_second_than(&file, old)?;
+        }
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp, path(data_dir))?;
@@ -235,6 +239,24 @@ fn update(
         let _ = fs::remove_file(&tmp);
     }
     Ok(result?)
+}
+
+/// Gives `file` a modification time in a later whole second than `old`
+/// when it has none yet. Dovecot's passwd-file notices a change by the
+/// file's mtime in seconds and its size (at most once a second), and a
+/// password change keeps the size: two changes within one second would
+/// leave Dovecot with the old password.
+fn later_second_than(file: &fs::File, old: SystemTime) -> io::Result<()> {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let now = file.metadata()?.modified()?;
+    if secs(now) <= secs(old) {
+        let next = SystemTime::UNIX_EPOCH + Duration::from_secs(secs(old) + 1);
+        file.set_modified(next)?;
+    }
+    Ok(())
 }
 
 /// The lock file, removed on drop.
@@ -329,6 +351,29 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(path(dir)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn every_change_moves_the_mtime_to_a_later_second_for_dovecot() {
+        let t = TestDir::new("users-mtime");
+        let secs = || {
+            fs::metadata(path(t.path()))
+                .unwrap()
+                .modified()
+                .unwrap()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        };
+        add(t.path(), "a@example.org", None).unwrap();
+        let mut last = secs();
+        for _ in 0..3 {
+            // Same length, same second: only the mtime can tell Dovecot.
+            set_password(t.path(), "a@example.org", None).unwrap();
+            let now = secs();
+            assert!(now > last, "{now} after {last}");
+            last = now;
         }
     }
 

@@ -796,3 +796,41 @@ fn bad_delivery_keys_say_what_to_write() {
         assert!(e.message.contains(needle), "{text}: {e}");
     }
 }
+
+#[test]
+fn local_delivery_and_mailbox_owner_are_read() {
+    use crate::config::{LmtpTarget, LocalMethod, MailboxOwner};
+    let c = ok("hostname = \"m.example\"\n");
+    assert_eq!(c.delivery.local, LocalMethod::Maildir);
+    assert_eq!(c.delivery.mailbox_owner, None);
+    let c = ok("hostname = \"m.example\"\n[delivery]\nlocal = \"lmtp:127.0.0.1:24\"\nmailbox_owner = \"vmail\"\n");
+    assert_eq!(
+        c.delivery.local,
+        LocalMethod::Lmtp(LmtpTarget::Tcp(addr("127.0.0.1:24")))
+    );
+    assert_eq!(
+        c.delivery.mailbox_owner,
+        Some(MailboxOwner::User("vmail".into()))
+    );
+    let c = ok("hostname = \"m.example\"\n[delivery]\nmailbox_owner = 5000\n");
+    assert_eq!(
+        c.delivery.mailbox_owner,
+        Some(MailboxOwner::Id {
+            uid: 5000,
+            gid: None
+        })
+    );
+}
+
+#[test]
+fn bad_local_delivery_says_what_to_write() {
+    let e = err("hostname = \"m.example\"\n[delivery]\nlocal = \"lmtp:localhost:24\"\n");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(3), Some("delivery.local"))
+    );
+    assert!(e.message.contains("host names are not allowed"), "{e}");
+    let e = err("hostname = \"m.example\"\n[delivery]\nmailbox_owner = \"a b\"\n");
+    assert_eq!(e.key.as_deref(), Some("delivery.mailbox_owner"));
+    assert!(e.message.contains("vmail"), "{e}");
+}

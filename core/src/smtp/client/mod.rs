@@ -26,6 +26,12 @@
 //! [`ClientSession::send`] ends in exactly one
 //! [`ClientEvent::TransactionDone`].
 //!
+//! LMTP (RFC 2033), for local delivery to e.g. Dovecot, is the same
+//! session with [`ClientConfig::lmtp`] set: it greets with LHLO (§4.1;
+//! there is no HELO fallback), and after the final `.` it reads one reply
+//! per recipient whose RCPT was accepted, in RCPT order (§4.2), each with
+//! the end-of-data timer, so each recipient gets its own outcome.
+//!
 //! Not supported (yet): STARTTLS, AUTH, SMTPUTF8, CHUNKING. An 8-bit body
 //! for a server without 8BITMIME fails permanently: hato does not convert
 //! messages to 7 bits (RFC 6152 §3 allows bouncing instead).
@@ -365,15 +371,17 @@ impl ClientSession {
         match self.state {
             State::Greeting if positive => {
                 let name = self.cfg.helo_name.clone();
-                self.command(&["EHLO ", &name]);
+                let verb = if self.cfg.lmtp { "LHLO " } else { "EHLO " };
+                self.command(&[verb, &name]);
                 self.enter(now, State::Ehlo);
             }
             State::Ehlo if positive => {
                 self.ext = Extensions::parse(&reply.text);
                 self.ready(now);
             }
-            // RFC 5321 §3.2: a server that does not know EHLO gets HELO.
-            State::Ehlo if reply.code >= 500 => {
+            // RFC 5321 §3.2: a server that does not know EHLO gets HELO
+            // (LMTP has no HELO: RFC 2033 §4.1).
+            State::Ehlo if reply.code >= 500 && !self.cfg.lmtp => {
                 let name = self.cfg.helo_name.clone();
                 self.command(&["HELO ", &name]);
                 self.enter(now, State::Helo);
@@ -552,20 +560,29 @@ impl ClientSession {
         let Some(a) = &self.active else {
             return self.protocol_error(ProtocolError::Unexpected);
         };
+        if self.cfg.lmtp && !a.empty_data {
+            return self.lmtp_data_end_reply(now, reply);
+        }
         if !a.empty_data {
-            let outcome = if reply.code / 100 == 2 {
-                Outcome::Delivered { reply }
-            } else if reply.code / 100 == 3 {
-                Outcome::Temporary(Failure::Reply {
-                    stage: Stage::DataEnd,
-                    reply,
-                })
-            } else {
-                Outcome::refused(Stage::DataEnd, reply)
-            };
-            self.fail_open(&outcome);
+            self.fail_open(&data_end_outcome(reply));
         }
         self.finish(now, false);
+    }
+
+    /// One of the LMTP replies after the final `.` (RFC 2033 §4.2): it
+    /// belongs to the first accepted recipient still open; the transaction
+    /// ends with the last one.
+    fn lmtp_data_end_reply(&mut self, now: Instant, reply: Reply) {
+        let open = |a: &Active| a.outcomes.iter().position(Option::is_none);
+        let Some(i) = self.active.as_ref().and_then(open) else {
+            return self.protocol_error(ProtocolError::Unexpected);
+        };
+        self.set_outcome(i, data_end_outcome(reply));
+        if self.active.as_ref().and_then(open).is_some() {
+            self.enter(now, State::DataEnd);
+        } else {
+            self.finish(now, false);
+        }
     }
 
     /// Records the final outcome of recipient `i` (once) and reports it.
@@ -645,6 +662,21 @@ impl ClientSession {
         self.state = State::Closed;
         self.deadline = None;
         self.events.push_back(ClientEvent::Closed { reason });
+    }
+}
+
+/// Returns the outcome of a reply to the final `.`: 2yz delivered, 3yz
+/// (not a valid answer) temporary, 4yz temporary, 5yz permanent.
+fn data_end_outcome(reply: Reply) -> Outcome {
+    if reply.code / 100 == 2 {
+        Outcome::Delivered { reply }
+    } else if reply.code / 100 == 3 {
+        Outcome::Temporary(Failure::Reply {
+            stage: Stage::DataEnd,
+            reply,
+        })
+    } else {
+        Outcome::refused(Stage::DataEnd, reply)
     }
 }
 

@@ -25,9 +25,13 @@ struct Script {
 
 impl Script {
     fn new() -> Self {
+        Self::with(ClientConfig::new("client.example"))
+    }
+
+    fn with(cfg: ClientConfig) -> Self {
         let now = Instant::now();
         Self {
-            s: ClientSession::new(ClientConfig::new("client.example"), now),
+            s: ClientSession::new(cfg, now),
             now,
             wire: Vec::new(),
             events: Vec::new(),
@@ -804,4 +808,147 @@ fn the_split_conversation_is_the_expected_one() {
             reason: CloseReason::Quit
         })
     );
+}
+
+/// An LMTP session past LHLO, announcing `ext`.
+fn lmtp_ready(ext: &[&str]) -> Script {
+    let mut t = Script::with(ClientConfig::lmtp("client.example"));
+    t.reply("220 lmtp.example LMTP ready\r\n");
+    assert_eq!(t.sent(), "LHLO client.example\r\n");
+    let mut text = String::from("250-lmtp.example\r\n");
+    for e in ext {
+        text.push_str(&format!("250-{e}\r\n"));
+    }
+    text.push_str("250 ENHANCEDSTATUSCODES\r\n");
+    t.reply(&text);
+    assert_eq!(t.take_events(), [ClientEvent::Ready]);
+    t
+}
+
+#[test]
+fn lmtp_reads_one_reply_per_accepted_recipient_in_order() {
+    let mut t = lmtp_ready(&["PIPELINING", "8BITMIME"]);
+    t.send(tx(&[
+        "a@here.example",
+        "nobody@here.example",
+        "b@here.example",
+    ]));
+    assert_eq!(
+        t.sent(),
+        "MAIL FROM:<sender@here.example>\r\nRCPT TO:<a@here.example>\r\n\
+         RCPT TO:<nobody@here.example>\r\nRCPT TO:<b@here.example>\r\nDATA\r\n"
+    );
+    t.reply("250 2.1.0 OK\r\n250 2.1.5 OK\r\n550 5.1.1 User doesn't exist\r\n250 2.1.5 OK\r\n354 OK\r\n");
+    assert_eq!(t.sent(), "Subject: hi\r\n\r\nHello\r\n.\r\n");
+    let _ = t.take_events();
+    // The first reply is a's: b stays open, with the end-of-data timer.
+    t.reply("250 2.0.0 <a@here.example> Saved\r\n");
+    let a = delivered(250, "<a@here.example> Saved");
+    assert_eq!(
+        t.take_events(),
+        [ClientEvent::RecipientResult {
+            index: 0,
+            outcome: a.clone()
+        }]
+    );
+    assert_eq!(t.s.poll_timeout().map(|(_, s)| s), Some(Stage::DataEnd));
+    t.reply("452 4.2.2 <b@here.example> Quota exceeded\r\n");
+    let ev = t.take_events();
+    let b = refused(
+        Stage::DataEnd,
+        452,
+        Enhanced(4, 2, 2),
+        "<b@here.example> Quota exceeded",
+    );
+    let nobody = refused(Stage::Rcpt, 550, Enhanced(5, 1, 1), "User doesn't exist");
+    assert_eq!(
+        ev[0],
+        ClientEvent::RecipientResult {
+            index: 2,
+            outcome: b.clone()
+        }
+    );
+    assert_eq!(Script::done(&ev), [a, nobody, b]);
+    assert_eq!(t.s.poll_timeout(), None, "idle again");
+    t.s.quit(t.now).unwrap();
+    assert_eq!(t.sent(), "QUIT\r\n");
+}
+
+#[test]
+fn lmtp_without_pipelining_gives_each_recipient_its_own_final_reply() {
+    let mut t = lmtp_ready(&[]);
+    t.send(tx(&["a@here.example", "b@here.example"]));
+    t.reply("250 OK\r\n");
+    t.reply("250 OK\r\n");
+    t.reply("250 OK\r\n");
+    assert_eq!(
+        t.sent(),
+        "MAIL FROM:<sender@here.example>\r\nRCPT TO:<a@here.example>\r\n\
+         RCPT TO:<b@here.example>\r\nDATA\r\n"
+    );
+    t.reply("354 go\r\n");
+    t.reply("550 5.7.1 rejected by sieve\r\n250 2.0.0 saved\r\n");
+    let ev = t.take_events();
+    assert_eq!(
+        Script::done(&ev),
+        [
+            refused(Stage::DataEnd, 550, Enhanced(5, 7, 1), "rejected by sieve"),
+            delivered(250, "saved"),
+        ]
+    );
+    assert!(matches!(
+        Script::done(&ev)[0],
+        Outcome::Permanent(Failure::Reply { .. })
+    ));
+}
+
+#[test]
+fn lmtp_connection_lost_between_replies_keeps_the_delivered_ones() {
+    let mut t = lmtp_ready(&["PIPELINING"]);
+    t.send(tx(&["a@here.example", "b@here.example"]));
+    t.reply("250 OK\r\n250 OK\r\n250 OK\r\n354 go\r\n250 2.0.0 saved\r\n");
+    t.s.handle_eof(t.now);
+    let ev = t.take_events();
+    assert_eq!(
+        Script::done(&ev),
+        [
+            delivered(250, "saved"),
+            Outcome::Temporary(Failure::ConnectionLost)
+        ]
+    );
+    assert!(t.s.is_closed());
+}
+
+#[test]
+fn lmtp_timeout_between_replies_fails_the_rest_temporarily() {
+    let mut t = lmtp_ready(&["PIPELINING"]);
+    t.send(tx(&["a@here.example", "b@here.example"]));
+    t.reply("250 OK\r\n250 OK\r\n250 OK\r\n354 go\r\n250 2.0.0 saved\r\n");
+    assert_eq!(t.time_out(), Stage::DataEnd);
+    let ev = t.take_events();
+    assert_eq!(
+        Script::done(&ev),
+        [
+            delivered(250, "saved"),
+            Outcome::Temporary(Failure::Timeout(Stage::DataEnd))
+        ]
+    );
+}
+
+#[test]
+fn lmtp_refused_lhlo_is_not_retried_with_helo() {
+    let mut t = Script::with(ClientConfig::lmtp("client.example"));
+    t.send(tx(&["a@here.example"]));
+    t.reply("220 lmtp.example LMTP\r\n");
+    assert_eq!(t.sent(), "LHLO client.example\r\n");
+    t.reply("500 5.5.1 unknown command\r\n");
+    assert_eq!(t.sent(), "QUIT\r\n");
+    let ev = t.take_events();
+    assert!(matches!(
+        Script::done(&ev)[0],
+        Outcome::Permanent(Failure::Reply {
+            stage: Stage::Ehlo,
+            ..
+        })
+    ));
 }

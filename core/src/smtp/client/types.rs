@@ -46,13 +46,17 @@ impl Default for Timeouts {
 /// How a client session behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// The name sent with EHLO / HELO (our host name).
+    /// The name sent with EHLO / HELO / LHLO (our host name).
     pub helo_name: String,
     /// The reply timers.
     pub timeouts: Timeouts,
     /// The longest reply line accepted, CRLF included (RFC 5321 §4.5.3.1.5
     /// allows 512; hato accepts more from lenient servers). Default 2048.
     pub max_line: usize,
+    /// Speak LMTP (RFC 2033) instead of SMTP: LHLO instead of EHLO (no
+    /// HELO fallback), and after the final `.` one reply per accepted
+    /// recipient, in RCPT order. Default false.
+    pub lmtp: bool,
 }
 
 impl ClientConfig {
@@ -62,6 +66,15 @@ impl ClientConfig {
             helo_name: helo_name.into(),
             timeouts: Timeouts::default(),
             max_line: 2048,
+            lmtp: false,
+        }
+    }
+
+    /// Returns the default LMTP configuration for `lhlo_name`.
+    pub fn lmtp(lhlo_name: impl Into<String>) -> Self {
+        Self {
+            lmtp: true,
+            ..Self::new(lhlo_name)
         }
     }
 }
@@ -85,7 +98,7 @@ pub struct Transaction {
 pub enum Stage {
     /// Waiting for the 220 greeting.
     Greeting,
-    /// Waiting for the EHLO reply.
+    /// Waiting for the EHLO reply (LHLO in LMTP).
     Ehlo,
     /// Waiting for the HELO reply.
     Helo,
@@ -99,7 +112,8 @@ pub enum Stage {
     DataInit,
     /// Sending the message body.
     DataBlock,
-    /// Waiting for the reply to the final `.`.
+    /// Waiting for the reply to the final `.` (in LMTP, one per accepted
+    /// recipient).
     DataEnd,
     /// Waiting for the 221 to QUIT.
     Quit,
