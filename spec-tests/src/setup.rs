@@ -32,8 +32,8 @@ pub fn config_toml(t: &Transcript, data_dir: &Path) -> String {
 /// or `("table.key", "value")` pairs (a dotted first part): host name, data
 /// directory, both listeners on loopback with port 0, then the overrides
 /// grouped per table (an override replaces a default of the same key).
-/// Without any `[delivery]` override, `delivery.smarthost` is
-/// [`UNREACHABLE_SMARTHOST`].
+/// Unless the overrides set `delivery.smarthost` or `delivery.dns_servers`,
+/// `delivery.smarthost` is [`UNREACHABLE_SMARTHOST`].
 pub fn config_toml_with(overrides: &[(String, String)], data_dir: &Path) -> String {
     let overrides: Vec<(String, String)> = overrides
         .iter()
@@ -74,16 +74,23 @@ pub fn config_toml_with(overrides: &[(String, String)], data_dir: &Path) -> Stri
         lines.retain(|l| l.split('=').next().unwrap_or("").trim() != key);
         lines.push(line.clone());
     }
-    // Hermetic by default: with no [delivery] override, remote mail goes to
-    // a closed loopback port (and stays queued), never to DNS.
-    if !tables.iter().any(|(name, _)| name == "delivery") {
-        tables.push((
-            "delivery".into(),
-            vec![format!(
-                "smarthost = {}",
-                toml_string(UNREACHABLE_SMARTHOST)
-            )],
-        ));
+    // Hermetic by default: unless a test names its own smarthost or DNS
+    // servers, remote mail goes to a closed loopback port (and stays
+    // queued), never to the machine's resolver.
+    let delivery = match tables.iter().position(|(name, _)| name == "delivery") {
+        Some(i) => i,
+        None => {
+            tables.push(("delivery".into(), Vec::new()));
+            tables.len() - 1
+        }
+    };
+    let chosen = tables[delivery].1.iter().any(|line| {
+        let key = line.split('=').next().unwrap_or("").trim();
+        key == "smarthost" || key == "dns_servers"
+    });
+    if !chosen {
+        let line = format!("smarthost = {}", toml_string(UNREACHABLE_SMARTHOST));
+        tables[delivery].1.push(line);
     }
     let mut text = String::new();
     for (name, lines) in tables {
