@@ -313,9 +313,8 @@ fn queue_list(data_dir: &Path) -> Result<(), String> {
             m.size,
             m.from
         );
-        for (original, destination, delivered) in &m.recipients {
-            let state = if *delivered { "delivered" } else { "waiting" };
-            println!("    {original}  {destination:?}  {state}");
+        for (original, destination, state) in &m.recipients {
+            println!("    {original}  {destination:?}  {}", state.as_str());
         }
     }
     Ok(())

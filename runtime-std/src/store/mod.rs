@@ -45,7 +45,7 @@ use crate::log;
 pub(crate) use fsutil::remove_if_exists as remove_file_if_exists;
 pub use policy::POLICY_FILE;
 pub use progress::RecordedFailure;
-pub use queue::QueueSummary;
+pub use queue::{QueueSummary, RecipientState};
 pub use spool::SpoolWriter;
 pub use users_cache::UsersCache;
 

@@ -27,8 +27,30 @@ pub struct QueueSummary {
     /// Message size in bytes (the body, without the envelope header).
     pub size: u64,
     /// The recipients, in envelope order: the forward-path as the client
-    /// gave it, where it goes, and whether it is delivered already.
-    pub recipients: Vec<(String, Destination, bool)>,
+    /// gave it, where it goes, and how far it got.
+    pub recipients: Vec<(String, Destination, RecipientState)>,
+}
+
+/// How far one recipient of a queued message got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientState {
+    /// Not finished: delivery goes on.
+    Waiting,
+    /// Delivered.
+    Delivered,
+    /// Failed for good; named in the message's report.
+    Failed,
+}
+
+impl RecipientState {
+    /// The word `hato queue list` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 impl Store {
@@ -140,6 +162,16 @@ impl Store {
         let (env, file, offset) = self.open_checked(id)?;
         let size = file.metadata()?.len().saturating_sub(offset);
         let done = self.delivered(id)?;
+        let failed = self.failures(id)?;
+        let state = |i: usize| {
+            if failed.iter().any(|(f, _)| *f == i) {
+                RecipientState::Failed
+            } else if done.binary_search(&i).is_ok() {
+                RecipientState::Delivered
+            } else {
+                RecipientState::Waiting
+            }
+        };
         Ok(QueueSummary {
             id: env.id,
             received: env.received,
@@ -149,7 +181,7 @@ impl Store {
                 .recipients
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| (r.original, r.destination, done.binary_search(&i).is_ok()))
+                .map(|(i, r)| (r.original, r.destination, state(i)))
                 .collect(),
         })
     }
@@ -251,15 +283,23 @@ mod tests {
                     (
                         "<Bob@Example.org>".into(),
                         Destination::Local("bob@example.org".into()),
-                        true
+                        RecipientState::Delivered
                     ),
                     (
                         "<dave@partner.example>".into(),
                         Destination::Remote("dave@partner.example".into()),
-                        false
+                        RecipientState::Waiting
                     ),
                 ],
             }]
         );
+        let failure = super::super::RecordedFailure {
+            mta: None,
+            reason: "5.1.10 null MX".into(),
+        };
+        store.mark_failed(&env.id, 1, &failure).unwrap();
+        let list = store.list_summary().unwrap();
+        assert_eq!(list[0].recipients[1].2, RecipientState::Failed);
+        assert_eq!(list[0].recipients[1].2.as_str(), "failed");
     }
 }
