@@ -62,9 +62,16 @@ struct Result1 {
 /// Runs `work` and returns each recipient's result, recorded and logged.
 pub(crate) fn run(shared: &Shared, work: &Work, seed: u64) -> Vec<(usize, AttemptResult)> {
     let results = attempt(shared, work, seed);
+    let env = shared.store.read_envelope(&work.id).ok();
     results
         .into_iter()
-        .map(|r| (r.idx, record(shared, work, r)))
+        .map(|r| {
+            let to = env
+                .as_ref()
+                .and_then(|e| e.recipients.get(r.idx))
+                .map_or_else(String::new, |x| x.original.clone());
+            (r.idx, record(shared, work, &to, r))
+        })
         .collect()
 }
 
@@ -322,13 +329,8 @@ fn hops(store: &Store, id: &str) -> io::Result<usize> {
 
 /// Records and logs one recipient's result; returns what the scheduler
 /// is told (a failure that cannot be recorded is retried instead).
-fn record(shared: &Shared, work: &Work, r: Result1) -> AttemptResult {
+fn record(shared: &Shared, work: &Work, to: &str, r: Result1) -> AttemptResult {
     let store = &shared.store;
-    let to = store
-        .read_envelope(&work.id)
-        .ok()
-        .and_then(|env| env.recipients.get(r.idx).map(|x| x.original.clone()))
-        .unwrap_or_default();
     match &r.result {
         AttemptResult::Delivered => {
             if let Err(e) = store.mark_delivered(&work.id, r.idx) {
@@ -336,13 +338,13 @@ fn record(shared: &Shared, work: &Work, r: Result1) -> AttemptResult {
                 // second copy, which is better than none.
                 log::Line::new("error")
                     .kv("id", &work.id)
-                    .kv("to", &to)
+                    .kv("to", to)
                     .kv("reason", format!("delivered but cannot record it: {e}"))
                     .emit();
             }
             log::Line::new("deliver")
                 .kv("id", &work.id)
-                .kv("to", &to)
+                .kv("to", to)
                 .opt("relay", r.relay.as_deref())
                 .opt("reply", r.reply.as_deref().map(one_line))
                 .emit();
@@ -357,14 +359,14 @@ fn record(shared: &Shared, work: &Work, r: Result1) -> AttemptResult {
                 let why = format!("4.3.0 failed ({reason}) but cannot record it: {e}");
                 log::Line::new("defer")
                     .kv("id", &work.id)
-                    .kv("to", &to)
+                    .kv("to", to)
                     .kv("reason", &why)
                     .emit();
                 return AttemptResult::Temporary(why);
             }
             log::Line::new("bounce")
                 .kv("id", &work.id)
-                .kv("to", &to)
+                .kv("to", to)
                 .opt("relay", r.relay.as_deref())
                 .kv("reason", one_line(reason))
                 .emit();
@@ -373,7 +375,7 @@ fn record(shared: &Shared, work: &Work, r: Result1) -> AttemptResult {
         AttemptResult::Temporary(reason) | AttemptResult::HostFailed(reason) => {
             log::Line::new("defer")
                 .kv("id", &work.id)
-                .kv("to", &to)
+                .kv("to", to)
                 .opt("relay", r.relay.as_deref())
                 .kv("reason", one_line(reason))
                 .emit();
