@@ -1,6 +1,7 @@
 //! Header fields hato writes into messages, the ones it reads, and the
 //! bounces it composes.
 
+pub mod dkim;
 pub mod dsn;
 mod fold;
 mod message_id;
