@@ -63,6 +63,7 @@ pub(super) fn explain(cfg: &Config) -> String {
     for l in dns(cfg) {
         line(l);
     }
+    line(super::dkim::explain(&cfg.dkim, &cfg.data_dir, &cfg.domains));
     for w in warnings(cfg) {
         line(format!("Warning: {w}"));
     }

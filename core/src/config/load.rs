@@ -47,6 +47,7 @@ pub(super) fn defaults(hostname: &str) -> Config {
         dnsbl: super::Dnsbl::default(),
         greylisting: Greylisting::default(),
         delivery: super::Delivery::default(),
+        dkim: super::Dkim::default(),
     }
 }
 
@@ -182,6 +183,7 @@ fn build(raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, ConfigErr
     deny(raw.deny, text, &mut cfg)?;
     greylisting(&raw.greylisting, text, &mut cfg.greylisting)?;
     dns(raw.dnsbl, raw.delivery, &mut cfg);
+    cfg.dkim = super::dkim::build(raw.dkim, text, &cfg.domains)?;
     Ok(cfg)
 }
 

@@ -28,6 +28,7 @@
 //! and rates.
 
 mod aliases;
+mod dkim;
 mod error;
 mod explain;
 mod leaf;
@@ -43,6 +44,7 @@ use std::time::Duration;
 
 use crate::net::IpNet;
 
+pub use dkim::{parse_algorithm, Dkim, DEFAULT_SELECTOR};
 pub use error::ConfigError;
 pub use units::{parse_duration, parse_rate, parse_size};
 
@@ -79,6 +81,8 @@ pub struct Config {
     pub greylisting: Greylisting,
     /// How hato reaches other servers.
     pub delivery: Delivery,
+    /// DKIM signing of outgoing mail.
+    pub dkim: Dkim,
 }
 
 /// A rate: `count` events per `per` (written `20/5s`).

@@ -12,7 +12,7 @@ use super::leaf::{
 
 /// The keys of each table, for the message about an unknown key. A unit
 /// test checks them against the structs below.
-pub(super) const TABLES: [(&str, &[&str]); 9] = [
+pub(super) const TABLES: [(&str, &[&str]); 10] = [
     (
         "",
         &[
@@ -29,6 +29,7 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
             "greylisting",
             "dnsbl",
             "delivery",
+            "dkim",
         ],
     ),
     ("listen", &["smtp", "submission"]),
@@ -59,6 +60,7 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
     ),
     ("dnsbl", &["zones"]),
     ("delivery", &["dns_servers"]),
+    ("dkim", &["enabled", "selector", "algorithm", "keys"]),
 ];
 
 /// Keys of DESIGN.md §3 that later versions will implement. Refused, as
@@ -91,6 +93,8 @@ pub(super) struct RawConfig {
     pub(super) dnsbl: RawDnsbl,
     #[serde(default)]
     pub(super) delivery: RawDelivery,
+    #[serde(default)]
+    pub(super) dkim: super::dkim::RawDkim,
 }
 
 #[derive(Default, Deserialize)]
