@@ -185,10 +185,13 @@ pub(super) fn explain(dkim: &Dkim, data_dir: &Path, domains: &[String]) -> Strin
     format!(
         "DKIM: outgoing mail from a local domain is signed (relaxed/relaxed, selector \
          \"{}\") when that domain has a key file ({}); domains without one send unsigned \
-         mail. `hato dkim keygen DOMAIN` makes a {} key and prints the DNS record to publish.",
+         mail. `hato dkim keygen DOMAIN` makes {} key and prints the DNS record to publish.",
         dkim.selector,
         files.join("; "),
-        dkim.algorithm.key_type()
+        match dkim.algorithm {
+            Algorithm::RsaSha256 => "an RSA",
+            Algorithm::Ed25519Sha256 => "an Ed25519",
+        }
     )
 }
 
