@@ -322,3 +322,28 @@ fn the_printed_record_verifies_mail_signed_with_the_written_key() {
         verify(data.path(), &record, &[(name.to_owned(), signed)]);
     }
 }
+
+#[test]
+fn serve_loads_the_keys_and_refuses_one_others_can_read() {
+    use hato_spec_tests::server::Server;
+    for binary in Binary::ALL {
+        let data = DataDir::new(&format!("dkim-serve-{}", binary.name())).unwrap();
+        let g = keygen(
+            data.path(),
+            "example.test",
+            "hato",
+            Algorithm::Ed25519Sha256,
+            0,
+        )
+        .unwrap();
+        let mut server = Server::start_with(binary, data.clone(), &[]).unwrap();
+        let lines = server.wait_events("dkim_key", 1);
+        assert!(lines[0].contains("domain=example.test"), "{lines:?}");
+        assert!(lines[0].contains("algorithm=ed25519-sha256"), "{lines:?}");
+        server.kill().unwrap();
+        drop(server);
+        std::fs::set_permissions(&g.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = Server::start_with(binary, data, &[]).err().unwrap();
+        assert!(err.contains("can be read by others"), "{err}");
+    }
+}
