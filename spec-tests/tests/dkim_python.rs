@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hato_core::config::{Config, Overrides};
 use hato_core::message::dkim::Algorithm;
-use hato_runtime_std::dkim::{keygen, load_signing_keys, record_value};
+use hato_runtime_std::dkim::{keygen, load_signing_keys, record_value, Signed};
 use hato_runtime_std::log::unix_now;
 use hato_spec_tests::python::run_python;
 use hato_spec_tests::server::{Binary, DataDir};
@@ -317,8 +317,20 @@ fn the_printed_record_verifies_mail_signed_with_the_written_key() {
     for (binary, algorithm) in [(Binary::Hato, "rsa"), (Binary::HatoSmol, "ed25519")] {
         let data = DataDir::new(&format!("dkim-record-{}", binary.name())).unwrap();
         let (record, _) = cli_keygen(binary, data.path(), algorithm);
+        // Signed as remote delivery does: read from a file by sign_message.
         let (name, msg) = messages().swap_remove(0);
-        let signed = sign(data.path(), &msg);
+        let file = data.path().join("spooled.eml");
+        std::fs::write(&file, &msg).unwrap();
+        let keys = load_signing_keys(&config(data.path())).unwrap();
+        let mut reader = std::fs::File::open(&file).unwrap();
+        let Signed::Field { domain, field } = keys
+            .sign_message(Some("example.test"), unix_now(), &mut reader)
+            .unwrap()
+        else {
+            panic!("not signed")
+        };
+        assert_eq!(domain, "example.org");
+        let signed = [field.as_bytes(), &msg].concat();
         verify(data.path(), &record, &[(name.to_owned(), signed)]);
     }
 }

@@ -1,11 +1,13 @@
 //! DKIM keys for signing outgoing mail (RFC 6376): loaded at start for
 //! each local domain ([`load_signing_keys`]), asked for a signer per
-//! message ([`DkimKeys::signer_for`]); and made by `hato dkim keygen`
-//! ([`keygen`]). The signing itself is `hato_core::message::dkim`.
+//! message ([`DkimKeys::signer_for`]) or to sign a whole message read
+//! from the spool ([`DkimKeys::sign_message`]); and made by `hato dkim
+//! keygen` ([`keygen`]). The signing itself is `hato_core::message::dkim`.
 
 pub mod command;
 mod key;
 pub mod keygen;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +21,7 @@ use hato_core::time::UnixTime;
 
 pub use key::{pem_decode, pem_encode, DkimKey, KeyFormatError};
 pub use keygen::{keygen, record_value, zone_line, Generated, KeygenError};
+pub use stream::Signed;
 
 use crate::log::Line;
 

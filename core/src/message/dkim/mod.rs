@@ -31,11 +31,13 @@
 //! core draws none (DESIGN.md §1).
 
 mod canon;
+mod from;
 mod headers;
 mod sign;
 
 use std::fmt;
 
+pub use from::from_domain;
 pub use headers::{DEFAULT_HEADERS, MAX_HEADER_BYTES, OVERSIGNED};
 pub use sign::DkimSigner;
 
