@@ -240,6 +240,61 @@ mod tests {
         assert_eq!(body("x\r\r\n"), "x\r\r\n");
     }
 
+    /// RFC 6376 §3.4.4 written plainly, on the whole body at once.
+    fn reference(body: &[u8]) -> Vec<u8> {
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut rest = body;
+        loop {
+            let (line, more) = match rest.windows(2).position(|w| w == b"\r\n") {
+                Some(i) => (&rest[..i], Some(&rest[i + 2..])),
+                None => (rest, None),
+            };
+            let mut out = Vec::new();
+            for &b in line {
+                let wsp = b == b' ' || b == b'\t';
+                if wsp && out.last() == Some(&b' ') {
+                    continue;
+                }
+                out.push(if wsp { b' ' } else { b });
+            }
+            while out.last() == Some(&b' ') {
+                out.pop();
+            }
+            match more {
+                Some(r) => {
+                    lines.push(out);
+                    rest = r;
+                }
+                None => {
+                    if !out.is_empty() {
+                        lines.push(out);
+                    }
+                    break;
+                }
+            }
+        }
+        while lines.last().is_some_and(Vec::is_empty) {
+            lines.pop();
+        }
+        lines
+            .iter()
+            .flat_map(|l| [&l[..], b"\r\n"].concat())
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_matches_the_plain_reading_in_any_chunking(
+            body in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b' ', b'\t', b'\r', b'\n', 0xe9]),
+                0..200,
+            ),
+            size in 1usize..17,
+        ) {
+            proptest::prop_assert_eq!(body_in_chunks(&body, size), reference(&body));
+        }
+    }
+
     #[test]
     fn long_bodies_are_handed_on_in_pieces() {
         let line = "word ".repeat(20) + "\r\n";

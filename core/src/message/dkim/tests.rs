@@ -228,3 +228,23 @@ fn a_failing_key_is_reported() {
     s.feed(b"From: a@example.org\r\n\r\n");
     assert_eq!(s.finish(), Err(DkimError::Key(KeyError("no".into()))));
 }
+
+proptest::proptest! {
+    /// Any input, cut anywhere: no panic, and the same outcome as whole.
+    #[test]
+    fn any_message_in_any_chunking_signs_the_same_or_fails_the_same(
+        head in proptest::collection::vec(
+            proptest::sample::select(b"From:a@b.cTo \t\r\n:xX-".to_vec()),
+            0..120,
+        ),
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+        size in 1usize..23,
+    ) {
+        let msg = [&b"From: a@example.org\r\n"[..], &head, b"\r\n\r\n", &body].concat();
+        let whole = sign_in_chunks(&head, head.len().max(1));
+        proptest::prop_assert_eq!(sign_in_chunks(&head, size), whole);
+        let whole = sign_in_chunks(&msg, msg.len());
+        proptest::prop_assert!(whole.is_ok());
+        proptest::prop_assert_eq!(sign_in_chunks(&msg, size), whole);
+    }
+}
