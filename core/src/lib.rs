@@ -50,7 +50,8 @@
 //! - [`config`]: `hato.toml` into a typed [`config::Config`].
 //! - [`directory`]: the users file format.
 //! - [`dns`]: DNS queries, answers, the resolver and MX selection.
-//! - [`message`]: headers hato writes (Received), bounces (RFC 3464 DSNs).
+//! - [`message`]: headers hato writes (Received), bounces (RFC 3464 DSNs),
+//!   DKIM signing (RFC 6376, RFC 8463).
 //! - [`queue`]: the queue file format and the delivery scheduler.
 //! - [`refusal`]: the reasons for refusals and their replies.
 //! - [`time`], [`net`]: timers, dates, CIDR networks.

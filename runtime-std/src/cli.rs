@@ -1,6 +1,6 @@
 //! The command line of both binaries (DESIGN.md §2): `serve`,
 //! `check-config`, `user add|del|passwd|list`, `queue
-//! list|show|flush|delete|bounce`. Each binary passes its own `serve`
+//! list|show|flush|delete|bounce`, `dkim keygen|record`. Each binary passes its own `serve`
 //! function; everything else is shared. The queue commands that change
 //! the queue ask the running server through its control socket, or work
 //! on the files under the data directory's lock when none runs
@@ -14,6 +14,7 @@ use hato_core::config::{Config, Overrides};
 use hato_core::directory::validate_mailbox_name;
 
 use crate::control::{self, Request};
+use crate::dkim::command::{keygen_command, record_command, DkimArgs};
 use crate::log::unix_now;
 use crate::queue_admin;
 use crate::store::{users, Store};
@@ -31,6 +32,9 @@ usage:
   {p} queue flush [--config FILE | --data-dir DIR]
   {p} queue delete ID [--config FILE | --data-dir DIR]
   {p} queue bounce ID [--config FILE | --data-dir DIR]
+  {p} dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519] [--bits 2048]
+        [--config FILE | --data-dir DIR]
+  {p} dkim record DOMAIN [--selector S] [--config FILE | --data-dir DIR]
 
 With no --config, hato runs on its embedded defaults: SMTP on 127.0.0.1:2525,
 submission on 127.0.0.1:2587, data in ./hato-data, mail accepted for the
@@ -55,6 +59,7 @@ struct Options {
     overrides: Overrides,
     password_stdin: bool,
     no_password: bool,
+    dkim: DkimArgs,
     words: Vec<String>,
 }
 
@@ -73,6 +78,9 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--data-dir" => o.overrides.data_dir = Some(value("--data-dir")?.into()),
             "--password-stdin" => o.password_stdin = true,
             "--no-password" => o.no_password = true,
+            "--selector" => o.dkim.selector = Some(value("--selector")?),
+            "--algorithm" => o.dkim.algorithm = Some(value("--algorithm")?),
+            "--bits" => o.dkim.bits = Some(value("--bits")?),
             "-h" | "--help" => o.words.push("help".into()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
             word => o.words.push(word.to_owned()),
@@ -89,6 +97,10 @@ fn run(program: &str, args: &[String], serve: fn(Config) -> io::Result<()>) -> R
         ["check-config"] => {
             let cfg = load_config(&o)?;
             print!("{}", cfg.explain());
+            let keys = crate::dkim::load_signing_keys(&cfg).map_err(|e| e.to_string())?;
+            for (domain, key) in keys.domains() {
+                println!("{}", crate::dkim::describe(domain, keys.selector(), key));
+            }
             println!("The configuration is valid.");
             Ok(())
         }
@@ -117,6 +129,22 @@ fn run(program: &str, args: &[String], serve: fn(Config) -> io::Result<()>) -> R
             Ok(())
         }
         ["queue", "list"] => queue_list(&data_dir(&o)?),
+        ["dkim", "keygen", domain] => {
+            let cfg = o.config.is_some().then(|| load_config(&o)).transpose()?;
+            print!(
+                "{}",
+                keygen_command(&data_dir(&o)?, cfg.as_ref(), domain, &o.dkim)?
+            );
+            Ok(())
+        }
+        ["dkim", "record", domain] => {
+            let cfg = o.config.is_some().then(|| load_config(&o)).transpose()?;
+            print!(
+                "{}",
+                record_command(&data_dir(&o)?, cfg.as_ref(), domain, &o.dkim)?
+            );
+            Ok(())
+        }
         ["queue", "show", id] => {
             let dir = data_dir(&o)?;
             let store = attach(&dir)?;

@@ -35,6 +35,7 @@ use hato_core::time::UnixTime;
 
 use crate::control::{ControlServer, DataDirLock};
 use crate::delivery::{DeliveryHandle, LocalDelivery};
+use crate::dkim::{load_signing_keys, DkimKeys};
 use crate::dns::DnsClient;
 use crate::dns_checks;
 use crate::log::{unix_now, Line};
@@ -53,6 +54,9 @@ pub struct Server {
     pub cfg: Arc<Config>,
     /// The data directory.
     pub store: Arc<Store>,
+    /// The DKIM keys of the local domains, for remote delivery to sign
+    /// with ([`DkimKeys::signer_for`]).
+    pub dkim: Arc<DkimKeys>,
     users: UsersCache,
     delivery: DeliveryHandle,
     policy: Arc<SharedPolicy>,
@@ -70,7 +74,7 @@ pub struct Server {
 
 impl Server {
     /// Locks the data directory (`state/lock`, see [`crate::control`]),
-    /// opens the store, loads the policy state (and starts saving it every
+    /// opens the store, loads the DKIM keys, loads the policy state (and starts saving it every
     /// [`SAVE_EVERY`]), starts local delivery (which first delivers what
     /// a previous run left in the queue) and the control socket.
     ///
@@ -96,6 +100,10 @@ impl Server {
                 .emit();
         }
         let store = Arc::new(store);
+        // A DKIM key that cannot be used stops the start, as a bad
+        // configuration does; `event=dkim_key` names each one in use.
+        let dkim = Arc::new(load_signing_keys(&cfg).map_err(|e| io::Error::other(e.to_string()))?);
+        dkim.log_loaded();
         let users = UsersCache::new(&cfg.data_dir)
             .map_err(|e| io::Error::other(format!("users file: {e}")))?;
         let policy = Arc::new(SharedPolicy::load(
@@ -125,6 +133,7 @@ impl Server {
         Ok(Arc::new(Self {
             cfg,
             store,
+            dkim,
             users,
             delivery,
             policy,

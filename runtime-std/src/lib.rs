@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod control;
 pub mod delivery;
+pub mod dkim;
 pub mod dns;
 pub mod dns_checks;
 pub mod host;

@@ -280,7 +280,8 @@ fn run(binary: Binary) {
     };
 
     let queued = server.events("queued");
-    let dequeued = server.events("dequeue");
+    // The queue file goes just before its dequeue line is written.
+    let dequeued = server.wait_events("dequeue", sent.len());
     let mut to_check: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for s in &sent {
         let id = s.queue_id.as_str();

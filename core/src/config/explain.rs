@@ -67,6 +67,7 @@ pub(super) fn explain(cfg: &Config) -> String {
         line(l);
     }
     line(local_delivery(cfg));
+    line(super::dkim::explain(&cfg.dkim, &cfg.data_dir, &cfg.domains));
     for w in warnings(cfg) {
         line(format!("Warning: {w}"));
     }

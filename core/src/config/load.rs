@@ -47,6 +47,7 @@ pub(super) fn defaults(hostname: &str) -> Config {
         dnsbl: super::Dnsbl::default(),
         greylisting: Greylisting::default(),
         delivery: super::Delivery::default(),
+        dkim: super::Dkim::default(),
     }
 }
 
@@ -189,6 +190,7 @@ fn build(mut raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, Confi
         &cfg.domains,
         &mut cfg.delivery,
     )?;
+    cfg.dkim = super::dkim::build(raw.dkim, text, &cfg.domains)?;
     Ok(cfg)
 }
 

@@ -29,6 +29,7 @@
 
 mod aliases;
 mod delivery;
+mod dkim;
 mod error;
 mod explain;
 mod leaf;
@@ -45,6 +46,7 @@ use std::time::Duration;
 
 use crate::net::IpNet;
 
+pub use dkim::{parse_algorithm, Dkim, DEFAULT_SELECTOR};
 pub use error::ConfigError;
 pub use local::{parse_local_delivery, parse_mailbox_owner, LmtpTarget, LocalMethod, MailboxOwner};
 pub use units::{parse_duration, parse_rate, parse_size};
@@ -82,6 +84,8 @@ pub struct Config {
     pub greylisting: Greylisting,
     /// How hato reaches other servers.
     pub delivery: Delivery,
+    /// DKIM signing of outgoing mail.
+    pub dkim: Dkim,
 }
 
 /// A rate: `count` events per `per` (written `20/5s`).

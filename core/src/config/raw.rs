@@ -13,7 +13,7 @@ use super::{LocalMethod, MailboxOwner};
 
 /// The keys of each table, for the message about an unknown key. A unit
 /// test checks them against the structs below.
-pub(super) const TABLES: [(&str, &[&str]); 9] = [
+pub(super) const TABLES: [(&str, &[&str]); 10] = [
     (
         "",
         &[
@@ -31,6 +31,7 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
             "dnsbl",
             "delivery",
             "routes",
+            "dkim",
         ],
     ),
     ("listen", &["smtp", "submission"]),
@@ -77,6 +78,7 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
             "mailbox_owner",
         ],
     ),
+    ("dkim", &["enabled", "selector", "algorithm", "keys"]),
 ];
 
 /// Keys of DESIGN.md §3 that later versions will implement. Refused, as
@@ -111,6 +113,8 @@ pub(super) struct RawConfig {
     pub(super) delivery: RawDelivery,
     #[serde(default)]
     pub(super) routes: Routes,
+    #[serde(default)]
+    pub(super) dkim: super::dkim::RawDkim,
 }
 
 #[derive(Default, Deserialize)]

@@ -1,6 +1,7 @@
-//! Header fields hato writes into messages, the ones it reads, and the
-//! bounces it composes.
+//! Header fields hato writes into messages, the ones it reads, the
+//! bounces it composes, and DKIM signatures of outgoing mail.
 
+pub mod dkim;
 pub mod dsn;
 mod fold;
 mod hops;
