@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod core_run;
+pub mod dnsmasq;
 pub mod maildir;
 pub mod python;
 pub mod raw;
