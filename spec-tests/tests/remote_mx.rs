@@ -1,0 +1,437 @@
+//! Remote delivery through MX records, against real peers, for `hato` and
+//! `hato-smol`: dnsmasq ([`Dnsmasq`]) serves the MX / A records, and the
+//! receivers listen on other loopback addresses (127.0.0.2, .3, .4) at one
+//! port, `delivery.smtp_port`: Python's aiosmtpd ([`AioSmtpd`]) as a plain
+//! sink, and a private Postfix instance ([`Postfix`]) as a real MTA. The
+//! server asks only the test's dnsmasq (`delivery.dns_servers`), never the
+//! machine's resolver.
+//!
+//! Covered (RFC 5321 §5.1, RFC 7505): MX preference, and fallback to the
+//! next MX when the first refuses connections (the log shows the connect
+//! failure first); the implicit MX (a domain with only an address); the
+//! permanent DNS answers (null MX: 5.1.10; MX hosts that lead back to this
+//! server: 5.4.6; a domain that does not exist: 5.1.2), each bouncing at
+//! once into the local sender's Maildir as an RFC 3464 report that
+//! Python's `email` package reads; Postfix receiving a message intact
+//! (dot lines, 8-bit body with BODY=8BITMIME) and refusing an unknown
+//! user, whose 550 is quoted in the bounce.
+//!
+//! The scripted-peer cases (4xx then retry, timeouts, a connection lost
+//! in DATA) are in `remote_delivery.rs`. These need Debian's
+//! `dnsmasq-base`, `python3-aiosmtpd` and `postfix`, and root for Postfix:
+//! `.ci/interop` installs them and runs
+//! `cargo test -p hato-spec-tests --test remote_mx -- --ignored`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hato_core::policy::ListenerKind;
+use hato_spec_tests::aiosmtpd::{free_port_on, AioSmtpd};
+use hato_spec_tests::client::SmtpClient;
+use hato_spec_tests::dnsmasq::Dnsmasq;
+use hato_spec_tests::maildir::crlf_to_lf;
+use hato_spec_tests::postfix::Postfix;
+use hato_spec_tests::python::run_python;
+use hato_spec_tests::server::{log_value, Binary, DataDir, Server};
+use hato_spec_tests::setup::HOSTNAME;
+
+/// The local sender, who gets the bounces.
+const ALICE: &str = "alice@example.test";
+
+/// The longest any one wait may take (retries are 1 s apart here).
+const WAIT: Duration = Duration::from_secs(20);
+
+/// 127.0.0.`n`.
+fn lo(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, n)
+}
+
+/// A port free on 127.0.0.`n` for each of `hosts`.
+fn port_on(hosts: &[u8]) -> u16 {
+    let ips: Vec<Ipv4Addr> = hosts.iter().map(|n| lo(*n)).collect();
+    free_port_on(&ips).expect("a port free on every receiver address")
+}
+
+fn records(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Starts `binary` asking only `dns`, with MX hosts on `port`, retries 1 s
+/// apart and every wait capped at 3 s.
+fn start(binary: Binary, dns: &Dnsmasq, port: u16) -> Server {
+    let overrides: Vec<(String, String)> = vec![
+        (
+            "delivery.dns_servers".into(),
+            format!("[\"{}\"]", dns.addr()),
+        ),
+        ("delivery.smtp_port".into(), port.to_string()),
+        ("delivery.retry".into(), "[\"1s\"]".into()),
+        ("delivery.timeout".into(), "\"3s\"".into()),
+    ];
+    Server::start_with(binary, DataDir::new("remote-mx").unwrap(), &overrides).unwrap()
+}
+
+/// Queues `message` through the SMTP listener (the test client is on
+/// loopback: trusted, may relay); `mail_params` go after `MAIL FROM`.
+fn send(server: &Server, to: &[&str], mail_params: &str, message: &[u8]) -> String {
+    let mut c = SmtpClient::connect(server.addr(ListenerKind::Smtp).unwrap()).unwrap();
+    c.ehlo("client.example").unwrap();
+    let reply = c
+        .send_mail_with(&format!("<{ALICE}>{mail_params}"), to, message)
+        .unwrap();
+    c.quit().unwrap();
+    reply.queue_id().unwrap().to_owned()
+}
+
+fn message(to: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <{ALICE}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
+         Message-ID: <{subject}@example.test>\r\n\r\nHello.\r\n\
+         .a line that starts with a dot\r\n..two dots\r\n.\r\nEnd.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Waits until `queue/` is empty (every message finished).
+fn wait_queue_empty(server: &Server) {
+    let deadline = Instant::now() + WAIT;
+    while !server.data().queue_files().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{}: queue not empty: {:?}\n{}",
+            server.binary().name(),
+            server.data().queue_files(),
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for the first message in alice's Maildir (the bounce).
+fn wait_bounce(server: &Server) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(p) = server.data().delivered(ALICE).unwrap().first() {
+            return std::fs::read(p).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no bounce for {ALICE}\n{}",
+            server.binary().name(),
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads a DSN with Python's `email` package; prints one fact a line:
+/// the report's type, each recipient's block, the human part on one line
+/// and the original's Subject.
+const DSN_SCRIPT: &str = r#"
+import email, email.policy, sys
+msg = email.message_from_bytes(open(sys.argv[1], "rb").read(), policy=email.policy.default)
+assert not msg.defects, msg.defects
+print("type", msg.get_content_type(), msg.get_param("report-type"))
+print("to", msg["To"])
+parts = msg.get_payload()
+human = parts[0].get_content()
+blocks = parts[1].get_payload()
+for b in sorted(blocks[1:], key=lambda b: str(b["Final-Recipient"])):
+    print("rcpt", b["Final-Recipient"], "|", b["Action"], "|", b["Status"], "|",
+          b["Remote-MTA"], "|", " ".join(str(b["Diagnostic-Code"]).split()))
+print("human", " ".join(human.split()))
+print("subject", email.message_from_bytes(parts[2].get_payload(decode=True))["Subject"])
+"#;
+
+/// The facts [`DSN_SCRIPT`] finds in `dsn`.
+fn read_dsn(dsn: &[u8]) -> Vec<String> {
+    let dir = DataDir::new("dsn").unwrap();
+    let path = dir.path().join("dsn.eml");
+    std::fs::write(&path, dsn).unwrap();
+    let out = run_python(DSN_SCRIPT, &[path.to_str().unwrap()], WAIT).unwrap();
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+/// The position of the first log line of `event` that `keep` accepts.
+fn log_position(server: &Server, event: &str, keep: impl Fn(&str) -> bool) -> Option<usize> {
+    let want = format!("event={event}");
+    server
+        .log_lines()
+        .iter()
+        .position(|l| l.split_whitespace().any(|t| t == want) && keep(l))
+}
+
+#[test]
+#[ignore = "needs dnsmasq and aiosmtpd; run by .ci/interop"]
+fn the_next_mx_takes_the_mail_when_the_first_refuses_connections() {
+    let port = port_on(&[2, 3]);
+    let dns = Dnsmasq::start(&records(&[
+        "--mx-host=fallback.test,mx1.fallback.test,10",
+        "--mx-host=fallback.test,mx2.fallback.test,20",
+        "--host-record=mx1.fallback.test,127.0.0.2",
+        "--host-record=mx2.fallback.test,127.0.0.3",
+    ]));
+    // Nothing listens on mx1 (127.0.0.2): connection refused.
+    let mx2 = AioSmtpd::start(SocketAddr::from((lo(3), port)), &[]).unwrap();
+    for (i, binary) in Binary::ALL.into_iter().enumerate() {
+        let server = start(binary, &dns, port);
+        let to = "carol@fallback.test";
+        send(&server, &[to], "", &message(to, "fallback"));
+        let got = mx2.wait_for(i + 1, WAIT).unwrap();
+        assert_eq!(got.len(), i + 1, "{}", server.log_text());
+        let m = &got[i];
+        assert_eq!(m.from, format!("<{ALICE}>"));
+        assert_eq!(m.rcpts, [format!("<{to}>")]);
+        assert_eq!(m.helo, HOSTNAME);
+        assert!(
+            m.data.ends_with(&message(to, "fallback")),
+            "{}",
+            String::from_utf8_lossy(&m.data)
+        );
+        wait_queue_empty(&server);
+        let mx1 = format!("mx1.fallback.test[127.0.0.2:{port}]");
+        let failed = log_position(&server, "connect-failed", |l| {
+            log_value(l, "relay") == Some(mx1.as_str())
+        });
+        let delivered = log_position(&server, "deliver", |l| {
+            log_value(l, "relay").is_some_and(|r| r.contains("mx2.fallback.test"))
+        });
+        assert!(
+            matches!((failed, delivered), (Some(f), Some(d)) if f < d),
+            "{}: connect failure to mx1, then delivery to mx2:\n{}",
+            binary.name(),
+            server.log_text()
+        );
+        assert!(server.events("bounce").is_empty(), "{}", server.log_text());
+    }
+}
+
+#[test]
+#[ignore = "needs dnsmasq and aiosmtpd; run by .ci/interop"]
+fn the_lowest_preference_gets_the_mail_when_every_mx_is_up() {
+    let port = port_on(&[2, 3]);
+    // The preferred host is listed second, and has the higher address.
+    let dns = Dnsmasq::start(&records(&[
+        "--mx-host=pref.test,mx20.pref.test,20",
+        "--mx-host=pref.test,mx5.pref.test,5",
+        "--host-record=mx20.pref.test,127.0.0.2",
+        "--host-record=mx5.pref.test,127.0.0.3",
+    ]));
+    let mx20 = AioSmtpd::start(SocketAddr::from((lo(2), port)), &[]).unwrap();
+    let mx5 = AioSmtpd::start(SocketAddr::from((lo(3), port)), &[]).unwrap();
+    for (i, binary) in Binary::ALL.into_iter().enumerate() {
+        let server = start(binary, &dns, port);
+        for n in 0..2 {
+            let to = format!("user{n}@pref.test");
+            send(&server, &[&to], "", &message(&to, "preference"));
+        }
+        let got = mx5.wait_for(2 * (i + 1), WAIT).unwrap();
+        assert_eq!(got.len(), 2 * (i + 1), "{}", server.log_text());
+        wait_queue_empty(&server);
+        assert!(mx20.received().unwrap().is_empty(), "{}", server.log_text());
+        assert!(
+            server.events("connect-failed").is_empty(),
+            "{}",
+            server.log_text()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs dnsmasq and aiosmtpd; run by .ci/interop"]
+fn a_domain_without_mx_gets_its_mail_at_its_address() {
+    let port = port_on(&[2]);
+    // RFC 5321 §5.1: no MX record, but an address: the implicit MX.
+    let dns = Dnsmasq::start(&records(&["--host-record=implicit.test,127.0.0.2"]));
+    let peer = AioSmtpd::start(SocketAddr::from((lo(2), port)), &[]).unwrap();
+    for (i, binary) in Binary::ALL.into_iter().enumerate() {
+        let server = start(binary, &dns, port);
+        let to = "dave@implicit.test";
+        let mut body = message(to, "implicit");
+        body.extend_from_slice("8-bit: Grüße \u{2603}\r\n".as_bytes());
+        send(&server, &[to], " BODY=8BITMIME", &body);
+        let got = peer.wait_for(i + 1, WAIT).unwrap();
+        assert_eq!(got.len(), i + 1, "{}", server.log_text());
+        assert_eq!(got[i].rcpts, [format!("<{to}>")]);
+        // aiosmtpd announces 8BITMIME: the body type is passed on.
+        assert!(
+            got[i].options.iter().any(|o| o == "BODY=8BITMIME"),
+            "{:?}",
+            got[i].options
+        );
+        assert!(got[i].data.ends_with(&body));
+        wait_queue_empty(&server);
+        let delivered = server.wait_events("deliver", 1);
+        assert!(
+            delivered
+                .iter()
+                .any(|l| log_value(l, "relay")
+                    .is_some_and(|r| r.starts_with("implicit.test[127.0.0.2"))),
+            "{}",
+            server.log_text()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs dnsmasq; run by .ci/interop"]
+fn null_mx_mail_loop_and_nxdomain_bounce_at_once_with_a_dsn() {
+    let port = port_on(&[2]);
+    let dns = Dnsmasq::start(&records(&[
+        // RFC 7505: one MX of preference 0 naming the root ("."), in
+        // RFC 3597 form: preference 0x0000, then the empty name.
+        "--dns-rr=nullmx.test,15,000000",
+        // The only MX is this server's own name (setup.rs HOSTNAME).
+        &format!("--mx-host=loop.test,{HOSTNAME},10"),
+        &format!("--host-record={HOSTNAME},127.0.0.1"),
+        // nowhere.test: no record at all, NXDOMAIN (--local=/#/).
+    ]));
+    for binary in Binary::ALL {
+        let server = start(binary, &dns, port);
+        let rcpts = ["carol@nullmx.test", "dave@loop.test", "erin@nowhere.test"];
+        let started = Instant::now();
+        send(&server, &rcpts, "", &message(rcpts[0], "undeliverable"));
+        let dsn = wait_bounce(&server);
+        wait_queue_empty(&server);
+        // Permanent answers: no retry, no connection anywhere.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            server.events("connect-failed").is_empty(),
+            "{}",
+            server.log_text()
+        );
+        assert!(server.events("defer").is_empty(), "{}", server.log_text());
+        let bounces = server.wait_events("bounce", 3);
+        for (rcpt, status) in [
+            ("carol@nullmx.test", "5.1.10"),
+            ("dave@loop.test", "5.4.6"),
+            ("erin@nowhere.test", "5.1.2"),
+        ] {
+            assert!(
+                bounces
+                    .iter()
+                    .any(|l| log_value(l, "to") == Some(format!("<{rcpt}>").as_str())
+                        && log_value(l, "reason").is_some_and(|r| r.starts_with(status))),
+                "{}: {rcpt} {status}\n{}",
+                binary.name(),
+                server.log_text()
+            );
+        }
+        let facts = read_dsn(&dsn);
+        let want_rcpts = [
+            "rcpt rfc822; carol@nullmx.test | failed | 5.1.10 | None | None",
+            "rcpt rfc822; dave@loop.test | failed | 5.4.6 | None | None",
+            "rcpt rfc822; erin@nowhere.test | failed | 5.1.2 | None | None",
+        ];
+        let got_rcpts: Vec<&str> = facts
+            .iter()
+            .filter(|f| f.starts_with("rcpt "))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(got_rcpts, want_rcpts, "{}: {facts:#?}", binary.name());
+        assert!(facts.contains(&"type multipart/report delivery-status".to_owned()));
+        assert!(facts.contains(&format!("to {ALICE}")), "{facts:#?}");
+        assert!(facts.contains(&"subject undeliverable".to_owned()));
+        let human = facts.iter().find(|f| f.starts_with("human ")).unwrap();
+        for words in ["null MX", "lead back to this server", "does not exist"] {
+            assert!(human.contains(words), "{words}: {human}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs dnsmasq, Postfix and root; run by .ci/interop"]
+fn postfix_receives_the_message_intact_and_its_refusal_is_bounced() {
+    let port = port_on(&[4]);
+    let dns = Dnsmasq::start(&records(&[
+        "--mx-host=pf.test,mx.pf.test,10",
+        "--host-record=mx.pf.test,127.0.0.4",
+    ]));
+    let postfix = Postfix::start(SocketAddr::from((lo(4), port)), "pf.test", &["carol"]).unwrap();
+    let mut seen = Vec::new();
+    for binary in Binary::ALL {
+        let server = start(binary, &dns, port);
+        // An 8-bit body (UTF-8 and a Latin-1 octet), dot lines, a long
+        // line: sent on with BODY=8BITMIME, which Postfix announces.
+        let mut body = message("carol@pf.test", "intact");
+        body.extend_from_slice("Grüße, ça va? \u{2603}\r\n".as_bytes());
+        body.extend_from_slice(b"latin-1: \xe9t\xe9\r\n");
+        body.extend_from_slice(&[b'x'; 900]);
+        body.extend_from_slice(b"\r\n.\r\n..\r\nlast line\r\n");
+        send(&server, &["carol@pf.test"], " BODY=8BITMIME", &body);
+        wait_queue_empty(&server);
+        let stored = wait_new_mail(&postfix, "carol", &mut seen);
+        // Postfix stores the message with LF line ends, below its own
+        // Return-Path, Delivered-To and Received headers, and hato's.
+        assert!(
+            stored.ends_with(&crlf_to_lf(&body)),
+            "{}",
+            String::from_utf8_lossy(&stored)
+        );
+        let text = String::from_utf8_lossy(&stored);
+        assert!(
+            text.starts_with("Return-Path: <alice@example.test>\n"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("from {HOSTNAME} (")), "{text}");
+        let delivered = server.wait_events("deliver", 1);
+        assert!(
+            delivered.iter().any(|l| log_value(l, "relay")
+                .is_some_and(|r| r.starts_with("mx.pf.test[127.0.0.4"))
+                && log_value(l, "reply").is_some_and(|r| r.starts_with("250 2.0.0 Ok: queued as"))),
+            "{}",
+            server.log_text()
+        );
+
+        // An unknown user: Postfix refuses it at RCPT; carol still gets it.
+        send(
+            &server,
+            &["nobody@pf.test", "carol@pf.test"],
+            "",
+            &message("nobody@pf.test", "refused"),
+        );
+        let dsn = wait_bounce(&server);
+        wait_queue_empty(&server);
+        let facts = read_dsn(&dsn);
+        let want = "rcpt rfc822; nobody@pf.test | failed | 5.1.1 | dns; mx.pf.test | smtp; \
+                    550 5.1.1 <nobody@pf.test>: Recipient address rejected: User unknown in \
+                    virtual mailbox table";
+        let got: Vec<&str> = facts
+            .iter()
+            .filter(|f| f.starts_with("rcpt "))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(got, [want], "{}: {facts:#?}", binary.name());
+        assert!(facts.contains(&"subject refused".to_owned()), "{facts:#?}");
+        let copy = wait_new_mail(&postfix, "carol", &mut seen);
+        assert!(
+            copy.ends_with(b"\nEnd.\n"),
+            "carol has the refused one's copy"
+        );
+    }
+}
+
+/// Waits for a message in `local`'s Maildir at `postfix` that is not in
+/// `seen`; adds it there and returns its bytes.
+fn wait_new_mail(postfix: &Postfix, local: &str, seen: &mut Vec<std::path::PathBuf>) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let files = postfix.delivered(local);
+        if let Some(new) = files.iter().find(|f| !seen.contains(f)) {
+            seen.push(new.clone());
+            return std::fs::read(new).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing new for {local}; Postfix's log:\n{}",
+            postfix.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
