@@ -64,6 +64,20 @@ impl Postfix {
     /// Postfix is not installed, its configuration check failed, or it did
     /// not listen in time (its log is in the message).
     pub fn start(addr: SocketAddr, domain: &str, mailboxes: &[&str]) -> Result<Self, String> {
+        Self::start_with(addr, domain, mailboxes, &[])
+    }
+
+    /// As [`Postfix::start`], with `settings` (`main.cf` lines such as
+    /// `message_size_limit = 100000`) after the standard ones.
+    ///
+    /// # Errors
+    /// As [`Postfix::start`].
+    pub fn start_with(
+        addr: SocketAddr,
+        domain: &str,
+        mailboxes: &[&str],
+        settings: &[&str],
+    ) -> Result<Self, String> {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "hato-postfix-{}-{}",
@@ -71,13 +85,14 @@ impl Postfix {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let master = match prepare(&dir, addr, domain, mailboxes).and_then(|()| spawn(&dir)) {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
-            }
-        };
+        let master =
+            match prepare(&dir, addr, domain, mailboxes, settings).and_then(|()| spawn(&dir)) {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            };
         let pf = Self {
             master,
             dir,
@@ -165,13 +180,24 @@ impl Drop for Postfix {
 
 /// Writes the configuration and creates the directories of an instance
 /// in `dir`.
-fn prepare(dir: &Path, addr: SocketAddr, domain: &str, mailboxes: &[&str]) -> Result<(), String> {
+fn prepare(
+    dir: &Path,
+    addr: SocketAddr,
+    domain: &str,
+    mailboxes: &[&str],
+    settings: &[&str],
+) -> Result<(), String> {
     for sub in ["conf", "queue", "data", "vmail"] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| format!("create {}: {e}", d.display()))?;
     }
     let conf = dir.join("conf");
-    write(&conf.join("main.cf"), &main_cf(dir, addr, domain))?;
+    let mut main = main_cf(dir, addr, domain);
+    for line in settings {
+        main.push_str(line);
+        main.push('\n');
+    }
+    write(&conf.join("main.cf"), &main)?;
     write(
         &conf.join("master.cf"),
         &format!("{addr} inet n - n - - smtpd\n{SERVICES}"),

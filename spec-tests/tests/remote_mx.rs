@@ -15,8 +15,10 @@
 //! domain that does not exist: 5.1.2; no MX host with an address: 5.4.4),
 //! each bouncing at once into the local sender's Maildir as an RFC 3464 report that
 //! Python's `email` package reads; Postfix receiving a message intact
-//! (dot lines, 8-bit body with BODY=8BITMIME) and refusing an unknown
-//! user, whose 550 is quoted in the bounce.
+//! (dot lines, 8-bit body with BODY=8BITMIME), refusing an unknown user,
+//! whose 550 is quoted in the bounce, and announcing a SIZE limit that a
+//! bigger message is bounced for (5.3.4) without being sent; an MX host
+//! with only an IPv6 address (::1).
 //!
 //! The scripted-peer cases (4xx then retry, timeouts, a connection lost
 //! in DATA) are in `remote_delivery.rs`. These need Debian's
@@ -314,6 +316,37 @@ fn mail_to_ourselves_by_address_bounces(extra: &[(&str, &str)]) {
 
 #[test]
 #[ignore = "needs dnsmasq and aiosmtpd; run by .ci/interop"]
+fn an_mx_host_with_only_an_ipv6_address_is_reached_over_ipv6() {
+    let port = std::net::TcpListener::bind("[::1]:0")
+        .and_then(|l| l.local_addr())
+        .expect("IPv6 loopback")
+        .port();
+    let dns = Dnsmasq::start(&records(&[
+        "--mx-host=six.test,mx.six.test,10",
+        "--host-record=mx.six.test,::1",
+    ]));
+    let peer =
+        AioSmtpd::start(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)), &[]).unwrap();
+    for (i, binary) in Binary::ALL.into_iter().enumerate() {
+        let server = start(binary, &dns, port);
+        let to = "ivan@six.test";
+        send(&server, &[to], "", &message(to, "six"));
+        let got = peer.wait_for(i + 1, WAIT).unwrap();
+        assert_eq!(got.len(), i + 1, "{}", server.log_text());
+        wait_queue_empty(&server);
+        let delivered = server.wait_events("deliver", 1);
+        assert!(
+            delivered
+                .iter()
+                .any(|l| log_value(l, "relay").is_some_and(|r| r.starts_with("mx.six.test[::1]"))),
+            "{}",
+            server.log_text()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs dnsmasq and aiosmtpd; run by .ci/interop"]
 fn the_lowest_preference_gets_the_mail_when_every_mx_is_up() {
     let port = port_on(&[2, 3]);
     // The preferred host is listed second, and has the higher address.
@@ -465,13 +498,20 @@ fn null_mx_mail_loop_nxdomain_and_no_address_bounce_at_once_with_a_dsn() {
 
 #[test]
 #[ignore = "needs dnsmasq, Postfix and root; run by .ci/interop"]
-fn postfix_receives_the_message_intact_and_its_refusal_is_bounced() {
+fn postfix_receives_the_message_intact_and_its_refusals_are_bounced() {
     let port = port_on(&[4]);
     let dns = Dnsmasq::start(&records(&[
         "--mx-host=pf.test,mx.pf.test,10",
         "--host-record=mx.pf.test,127.0.0.4",
     ]));
-    let postfix = Postfix::start(SocketAddr::from((lo(4), port)), "pf.test", &["carol"]).unwrap();
+    // Postfix announces SIZE 100000 (RFC 1870).
+    let postfix = Postfix::start_with(
+        SocketAddr::from((lo(4), port)),
+        "pf.test",
+        &["carol"],
+        &["message_size_limit = 100000"],
+    )
+    .unwrap();
     let mut seen = Vec::new();
     for binary in Binary::ALL {
         let server = start(binary, &dns, port);
@@ -532,6 +572,48 @@ fn postfix_receives_the_message_intact_and_its_refusal_is_bounced() {
             copy.ends_with(b"\nEnd.\n"),
             "carol has the refused one's copy"
         );
+
+        // Too big for Postfix's limit: refused, and bounced as such.
+        let mut big = message("carol@pf.test", "too-big");
+        for _ in 0..2000 {
+            big.extend_from_slice(&[b'y'; 78]);
+            big.extend_from_slice(b"\r\n");
+        }
+        send(&server, &["carol@pf.test"], "", &big);
+        let dsn = wait_bounce_about(&server, "too-big");
+        wait_queue_empty(&server);
+        let facts = read_dsn(&dsn);
+        let rcpt: Vec<&String> = facts.iter().filter(|f| f.starts_with("rcpt ")).collect();
+        assert_eq!(rcpt.len(), 1, "{facts:#?}");
+        assert!(
+            rcpt[0].starts_with("rcpt rfc822; carol@pf.test | failed | 5.3.4 |"),
+            "{}: {facts:#?}\n{}",
+            binary.name(),
+            server.log_text()
+        );
+        assert_eq!(postfix.delivered("carol").len(), seen.len(), "not sent");
+    }
+}
+
+/// Waits for the bounce in alice's Maildir about the message whose
+/// Subject is `subject`; returns its bytes.
+fn wait_bounce_about(server: &Server, subject: &str) -> Vec<u8> {
+    let deadline = Instant::now() + WAIT;
+    let want = format!("Subject: {subject}");
+    loop {
+        for f in server.data().delivered(ALICE).unwrap() {
+            let bytes = std::fs::read(&f).unwrap();
+            if String::from_utf8_lossy(&bytes).contains(&want) {
+                return bytes;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no bounce about {subject}\n{}",
+            server.binary().name(),
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
