@@ -6,7 +6,8 @@
 //! port. Each message it accepts becomes one file in a directory of its
 //! own: the envelope (`helo`, `from`, `option` and `rcpt` lines), a blank
 //! line, then the message as received, dot-unstuffed (RFC 5321 §4.5.2).
-//! Recipients listed at start are refused with `550 5.1.1`.
+//! Recipients listed at start are refused with `550 5.1.1`, or deferred
+//! once with `451 4.3.0` (accepted from the second try on).
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -19,14 +20,15 @@ use std::time::{Duration, Instant};
 /// How long the server may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The server: argv is HOST PORT DIR [REFUSED-RECIPIENT...]; prints
-/// "ready" once it accepts connections.
+/// The server: argv is HOST PORT DIR [550:RECIPIENT | 451:RECIPIENT ...];
+/// prints "ready" once it accepts connections.
 const SCRIPT: &str = r#"
 import os, sys, time
 from aiosmtpd.controller import Controller
 
 host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-refused = {a.lower() for a in sys.argv[4:]}
+refused = {a[4:].lower() for a in sys.argv[4:] if a.startswith("550:")}
+deferred = {a[4:].lower() for a in sys.argv[4:] if a.startswith("451:")}
 
 class Sink:
     count = 0
@@ -34,6 +36,9 @@ class Sink:
     async def handle_RCPT(self, server, session, envelope, address, options):
         if address.lower() in refused:
             return "550 5.1.1 <%s>: no such user here" % address
+        if address.lower() in deferred:
+            deferred.discard(address.lower())
+            return "451 4.3.0 <%s>: try again later" % address
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 OK"
@@ -89,6 +94,19 @@ impl AioSmtpd {
     /// # Errors
     /// python3 with aiosmtpd is missing, or the server did not start.
     pub fn start(addr: SocketAddr, refused: &[&str]) -> Result<Self, String> {
+        Self::start_with(addr, refused, &[])
+    }
+
+    /// As [`AioSmtpd::start`], and each recipient in `deferred_once` gets
+    /// `451 4.3.0` at its first RCPT, then is accepted.
+    ///
+    /// # Errors
+    /// As [`AioSmtpd::start`].
+    pub fn start_with(
+        addr: SocketAddr,
+        refused: &[&str],
+        deferred_once: &[&str],
+    ) -> Result<Self, String> {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "hato-aiosmtpd-{}-{}",
@@ -103,7 +121,8 @@ impl AioSmtpd {
             .arg(addr.ip().to_string())
             .arg(addr.port().to_string())
             .arg(&dir)
-            .args(refused)
+            .args(refused.iter().map(|a| format!("550:{a}")))
+            .args(deferred_once.iter().map(|a| format!("451:{a}")))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

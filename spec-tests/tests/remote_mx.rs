@@ -6,25 +6,31 @@
 //! server asks only the test's dnsmasq (`delivery.dns_servers`), never the
 //! machine's resolver.
 //!
-//! Covered (RFC 5321 §5.1, RFC 7505): MX preference, and fallback to the
-//! next MX when the first refuses connections (the log shows the connect
-//! failure first) or has no address; the implicit MX (a domain with only
-//! an address); an MX that is this server by address only, which loops
-//! until `delivery.max_hops` bounces it; the permanent DNS answers (null
-//! MX: 5.1.10; MX hosts that lead back to this server by name: 5.4.6; a
-//! domain that does not exist: 5.1.2; no MX host with an address: 5.4.4),
-//! each bouncing at once into the local sender's Maildir as an RFC 3464 report that
-//! Python's `email` package reads; Postfix receiving a message intact
-//! (dot lines, 8-bit body with BODY=8BITMIME), refusing an unknown user,
-//! whose 550 is quoted in the bounce, and announcing a SIZE limit that a
-//! bigger message is bounced for (5.3.4) without being sent; an MX host
-//! with only an IPv6 address (::1).
+//! Covered (RFC 5321 §5.1, RFC 7505):
+//! - MX preference; fallback to the next MX when the first refuses
+//!   connections (the log shows the connect failure first) or has no
+//!   address; the implicit MX (a domain with only an address); an MX host
+//!   with only an IPv6 address (::1);
+//! - a 451 retried and a 550 bounced, per recipient;
+//! - the permanent DNS answers, each bouncing at once: null MX 5.1.10, MX
+//!   hosts that lead back to this server by name 5.4.6, a domain that does
+//!   not exist 5.1.2, no MX host with an address 5.4.4;
+//! - an MX that is this server by address only: the message loops until
+//!   `delivery.max_hops` bounces it (5.4.6);
+//! - Postfix receiving a message intact (dot lines, an 8-bit body with
+//!   BODY=8BITMIME), refusing an unknown user (its 550 quoted in the
+//!   bounce), and announcing a SIZE limit for which a bigger message is
+//!   bounced (5.3.4) without being sent.
+//!
+//! Every bounce lands in the local sender's Maildir and is read as an
+//! RFC 3464 report by Python's `email` package.
 //!
 //! The scripted-peer cases (4xx then retry, timeouts, a connection lost
 //! in DATA) are in `remote_delivery.rs`. These need Debian's
 //! `dnsmasq-base`, `python3-aiosmtpd` and `postfix`, and root for Postfix:
 //! `.ci/interop` installs them and runs
-//! `cargo test -p hato-spec-tests --test remote_mx -- --ignored`.
+//! `cargo test -p hato-spec-tests --test remote_mx -- --ignored --skip bug_`
+//! (`bug_*` tests show known bugs, named in their `#[ignore]`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -341,6 +347,56 @@ fn an_mx_host_with_only_an_ipv6_address_is_reached_over_ipv6() {
                 .any(|l| log_value(l, "relay").is_some_and(|r| r.starts_with("mx.six.test[::1]"))),
             "{}",
             server.log_text()
+        );
+    }
+}
+
+/// A 451 for one recipient defers only that one; the retry (1 s later)
+/// delivers it, once; a 550 for another bounces at once.
+#[test]
+#[ignore = "needs dnsmasq and aiosmtpd; run by .ci/interop"]
+fn a_451_is_retried_and_a_550_bounced_per_recipient() {
+    let port = port_on(&[2]);
+    let dns = Dnsmasq::start(&records(&[
+        "--mx-host=mixed.test,mx.mixed.test,10",
+        "--host-record=mx.mixed.test,127.0.0.2",
+    ]));
+    for binary in Binary::ALL {
+        let later = "later@mixed.test";
+        let never = "never@mixed.test";
+        let now = "now@mixed.test";
+        let peer =
+            AioSmtpd::start_with(SocketAddr::from((lo(2), port)), &[never], &[later]).unwrap();
+        let server = start(binary, &dns, port);
+        send(&server, &[now, later, never], "", &message(now, "mixed"));
+        let dsn = wait_bounce(&server);
+        wait_queue_empty(&server);
+        let got = peer.received().unwrap();
+        let rcpts: Vec<&[String]> = got.iter().map(|m| m.rcpts.as_slice()).collect();
+        assert_eq!(
+            rcpts,
+            [[format!("<{now}>")], [format!("<{later}>")]],
+            "{}",
+            server.log_text()
+        );
+        let defers = server.events("defer");
+        assert_eq!(defers.len(), 1, "{}", server.log_text());
+        assert_eq!(log_value(&defers[0], "to"), Some("<later@mixed.test>"));
+        assert!(
+            log_value(&defers[0], "reason").is_some_and(|r| r.starts_with("451 4.3.0")),
+            "{}",
+            defers[0]
+        );
+        let facts = read_dsn(&dsn);
+        let rcpt: Vec<&String> = facts.iter().filter(|f| f.starts_with("rcpt ")).collect();
+        assert_eq!(
+            rcpt,
+            [&format!(
+                "rcpt rfc822; {never} | failed | 5.1.1 | dns; mx.mixed.test | smtp; \
+                 550 5.1.1 <{never}>: no such user here"
+            )],
+            "{}: {facts:#?}",
+            binary.name()
         );
     }
 }
