@@ -20,7 +20,8 @@
 //! - Postfix receiving a message intact (dot lines, an 8-bit body with
 //!   BODY=8BITMIME), refusing an unknown user (its 550 quoted in the
 //!   bounce), and announcing a SIZE limit for which a bigger message is
-//!   bounced (5.3.4) without being sent.
+//!   bounced (5.3.4) without being sent; Postfix's rate limit (450 4.7.1)
+//!   deferring a message until a retry gets through.
 //!
 //! Every bounce lands in the local sender's Maildir and is read as an
 //! RFC 3464 report by Python's `email` package.
@@ -670,6 +671,67 @@ fn wait_bounce_about(server: &Server, subject: &str) -> Vec<u8> {
             server.log_text()
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Postfix's own 4xx: a client over its message rate gets `450 4.7.1`
+/// at MAIL FROM; the message is deferred and retried (1 s apart, on the
+/// parked connection, where Postfix slows its replies down as the
+/// session's errors add up) until Postfix's rate window has passed, then
+/// delivered, once.
+#[test]
+#[ignore = "needs dnsmasq, Postfix and root; run by .ci/interop"]
+fn postfix_rate_limit_4xx_is_retried_until_accepted() {
+    let port = port_on(&[4]);
+    let dns = Dnsmasq::start(&records(&[
+        "--mx-host=pf.test,mx.pf.test,10",
+        "--host-record=mx.pf.test,127.0.0.4",
+    ]));
+    let postfix = Postfix::start_with(
+        SocketAddr::from((lo(4), port)),
+        "pf.test",
+        &["carol", "dave"],
+        &[
+            "smtpd_client_message_rate_limit = 1",
+            "anvil_rate_time_unit = 2s",
+            "smtpd_client_event_limit_exceptions =",
+        ],
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for (i, binary) in Binary::ALL.into_iter().enumerate() {
+        let server = start(binary, &dns, port);
+        send(
+            &server,
+            &["carol@pf.test"],
+            "",
+            &message("carol@pf.test", "first"),
+        );
+        send(
+            &server,
+            &["dave@pf.test"],
+            "",
+            &message("dave@pf.test", "second"),
+        );
+        let first = wait_new_mail(&postfix, "carol", &mut seen);
+        assert!(String::from_utf8_lossy(&first).contains("Subject: first"));
+        let second = wait_new_mail(&postfix, "dave", &mut seen);
+        assert!(String::from_utf8_lossy(&second).contains("Subject: second"));
+        wait_queue_empty(&server);
+        let defers = server.events("defer");
+        assert!(
+            !defers.is_empty()
+                && defers.iter().all(|l| {
+                    log_value(l, "reason").is_some_and(|r| r.starts_with("450 4.7.1"))
+                }),
+            "{}\n{}",
+            server.log_text(),
+            postfix.log()
+        );
+        assert!(server.events("bounce").is_empty(), "{}", server.log_text());
+        for local in ["carol", "dave"] {
+            assert_eq!(postfix.delivered(local).len(), i + 1, "{local}: once");
+        }
     }
 }
 
