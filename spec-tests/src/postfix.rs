@@ -68,7 +68,8 @@ impl Postfix {
     }
 
     /// As [`Postfix::start`], with `settings` (`main.cf` lines such as
-    /// `message_size_limit = 100000`) after the standard ones.
+    /// `message_size_limit = 100000`), which replace standard lines of the
+    /// same key.
     ///
     /// # Errors
     /// As [`Postfix::start`].
@@ -192,7 +193,16 @@ fn prepare(
         std::fs::create_dir_all(&d).map_err(|e| format!("create {}: {e}", d.display()))?;
     }
     let conf = dir.join("conf");
-    let mut main = main_cf(dir, addr, domain);
+    let keys: Vec<&str> = settings
+        .iter()
+        .filter_map(|l| l.split('=').next())
+        .map(str::trim)
+        .collect();
+    let mut main: String = main_cf(dir, addr, domain)
+        .lines()
+        .filter(|l| !keys.contains(&l.split('=').next().unwrap_or("").trim()))
+        .map(|l| format!("{l}\n"))
+        .collect();
     for line in settings {
         main.push_str(line);
         main.push('\n');
