@@ -149,7 +149,21 @@ impl SmtpClient {
         to: &[&str],
         message: &[u8],
     ) -> Result<Reply, ClientError> {
-        self.expect(&format!("MAIL FROM:<{from}>"), 250)?;
+        self.send_mail_with(&format!("<{from}>"), to, message)
+    }
+
+    /// As [`SmtpClient::send_mail`], with `MAIL FROM:` followed by `from`
+    /// as given: the path and any parameters (`<a@b> BODY=8BITMIME`).
+    ///
+    /// # Errors
+    /// As [`SmtpClient::send_mail`].
+    pub fn send_mail_with(
+        &mut self,
+        from: &str,
+        to: &[&str],
+        message: &[u8],
+    ) -> Result<Reply, ClientError> {
+        self.expect(&format!("MAIL FROM:{from}"), 250)?;
         for rcpt in to {
             self.expect(&format!("RCPT TO:<{rcpt}>"), 250)?;
         }

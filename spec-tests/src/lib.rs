@@ -21,9 +21,12 @@
 //! ([`client::SmtpClient`]), a reader of delivered Maildir files
 //! ([`maildir`]) and a runner for python3 scripts ([`python`]).
 
+pub mod aiosmtpd;
 pub mod client;
 pub mod core_run;
+pub mod dnsmasq;
 pub mod maildir;
+pub mod postfix;
 pub mod python;
 pub mod raw;
 pub mod render;

@@ -1,8 +1,8 @@
-//! DNS against a real server: each test starts its own dnsmasq on
-//! 127.0.0.1 (a free high port, no upstream servers, zone data from the
-//! command line, unknown names answered NXDOMAIN) and asks it through
-//! `hato_runtime_std::dns::DnsClient`, the DNS block list and reverse-DNS
-//! checks, and core's MX selection. No test ever asks the machine's own
+//! DNS against a real server: each test starts its own dnsmasq
+//! ([`Dnsmasq`]: 127.0.0.1, a free high port, no upstream servers, zone
+//! data from the command line, unknown names answered NXDOMAIN) and asks
+//! it through `hato_runtime_std::dns::DnsClient`, the DNS block list and
+//! reverse-DNS checks, and core's MX selection. No test ever asks the machine's own
 //! resolver: every client gets the test's loopback server explicitly.
 //!
 //! dnsmasq comes from Debian's package; `.ci/interop` installs it and runs
@@ -10,10 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use hato_core::dns::mx::{plan, MxPlan};
@@ -21,112 +18,11 @@ use hato_core::dns::{dnsbl_name, Data, DnsError, Rng, Rtype};
 use hato_core::refusal::RefuseReason;
 use hato_runtime_std::dns::DnsClient;
 use hato_runtime_std::dns_checks::{dnsbl, verified_name};
+use hato_spec_tests::dnsmasq::Dnsmasq;
 
-/// How long dnsmasq may take to answer its first query.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A dnsmasq process serving the test's records; killed on drop.
-struct Dnsmasq {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Dnsmasq {
-    /// Starts dnsmasq as a local-only server (`--local=/#/`: names it has
-    /// no record for get NXDOMAIN, never forwarded) with `records`.
-    fn start(records: &[String]) -> Self {
-        Self::start_with(&["--local=/#/".to_owned()], records)
-    }
-
-    /// Starts dnsmasq as the authoritative server of `zone`: negative
-    /// answers then carry the zone's SOA record (RFC 2308).
-    fn start_authoritative(zone: &str, records: &[String]) -> Self {
-        let mode = [
-            format!("--auth-server=ns.{zone},127.0.0.1"),
-            format!("--auth-zone={zone}"),
-            format!("--auth-soa=1,hostmaster.{zone}"),
-            "--auth-ttl=300".to_owned(),
-        ];
-        Self::start_with(&mode, records)
-    }
-
-    fn start_with(mode: &[String], records: &[String]) -> Self {
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(dnsmasq_path())
-                .arg(format!("--port={port}"))
-                .args([
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--no-poll",
-                    "--keep-in-foreground",
-                    // Debug mode: no forked child per TCP query, which
-                    // would outlive the kill on drop.
-                    "--no-daemon",
-                    "--conf-file=/dev/null",
-                    "--pid-file=",
-                    "--log-facility=-",
-                    "--cache-size=0",
-                ])
-                .args(mode)
-                .args(records)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("dnsmasq must be installed (apt-get install dnsmasq; .ci/interop does)");
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            match wait_until_answering(&mut child, addr) {
-                Ok(()) => return Self { child, addr },
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let mut stderr = String::new();
-                    if let Some(mut s) = child.stderr.take() {
-                        let _ = s.read_to_string(&mut stderr);
-                    }
-                    last_error = format!("{e}\n{stderr}");
-                }
-            }
-        }
-        panic!("dnsmasq did not start: {last_error}");
-    }
-
-    /// A client asking only this server.
-    fn client(&self) -> DnsClient {
-        DnsClient::new(vec![self.addr])
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dnsmasq_path() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("dnsmasq"))
-        .find(|p| p.is_file());
-    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/dnsmasq"))
-}
-
-/// A port that is free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on 127.0.0.1");
+/// A client asking only `dns`.
+fn client(dns: &Dnsmasq) -> DnsClient {
+    DnsClient::new(vec![dns.addr()])
 }
 
 /// A port on 127.0.0.1 where nothing listens.
@@ -135,33 +31,6 @@ fn dead_port() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
-}
-
-/// Sends a hand-made query for `probe.invalid` until any answer comes.
-fn wait_until_answering(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
-    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in ["probe", "invalid"] {
-        query.push(label.len() as u8);
-        query.extend_from_slice(label.as_bytes());
-    }
-    query.extend_from_slice(&[0, 0, 1, 0, 1]);
-    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + START_TIMEOUT;
-    let mut buf = [0u8; 512];
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("dnsmasq exited: {status}"));
-        }
-        let _ = sock.send_to(&query, addr);
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if n >= 12 && buf[..2] == [0x12, 0x34] {
-                return Ok(());
-            }
-        }
-    }
-    Err(format!("no answer from dnsmasq within {START_TIMEOUT:?}"))
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -181,7 +50,7 @@ fn a_aaaa_mx_ptr_and_txt_lookups() {
         "--txt-record=example.test,v=spf1 ,ip4:192.0.2.0/24 -all",
         "--cname=www.example.test,mail.example.test",
     ]));
-    let client = dns.client();
+    let client = client(&dns);
 
     let a = client.lookup("mail.example.test", Rtype::A).unwrap();
     assert_eq!(a.records, [Data::A(Ipv4Addr::new(192, 0, 2, 10))]);
@@ -246,7 +115,7 @@ fn mx_selection_orders_shuffles_and_knows_implicit_and_null_mx() {
         "--host-record=nomx.example.test,192.0.2.20",
         "--mx-host=nullmx.example.test,.,0",
     ]));
-    let client = dns.client();
+    let client = client(&dns);
     let answer = client.lookup("example.test", Rtype::Mx);
     let mut firsts = std::collections::BTreeSet::new();
     for seed in 0..32 {
@@ -298,7 +167,7 @@ fn nxdomain_is_cached_for_the_negative_ttl() {
         "example.test",
         &args(&["--host-record=mail.example.test,192.0.2.10"]),
     );
-    let client = dns.client();
+    let client = client(&dns);
     assert_eq!(
         client.lookup("nothing.example.test", Rtype::A),
         Err(DnsError::NxDomain)
@@ -324,7 +193,7 @@ fn dnsbl_zone_lists_127_0_0_2_and_not_127_0_0_1() {
         format!("--address=/{listed_v6}/127.0.0.2"),
         "--address=/2.0.0.127.other.example/192.0.2.1".to_owned(),
     ]);
-    let client = dns.client();
+    let client = client(&dns);
     let zones = vec!["bl.example".to_owned()];
     let listed = Err(RefuseReason::Dnsbl {
         zone: "bl.example".into(),
@@ -360,7 +229,7 @@ fn verified_name_needs_the_forward_lookup_to_match() {
         "--ptr-record=2.2.0.192.in-addr.arpa,liar.example.test",
         "--host-record=liar.example.test,192.0.2.99",
     ]));
-    let client = dns.client();
+    let client = client(&dns);
     assert_eq!(
         verified_name(&client, ip("192.0.2.1")).as_deref(),
         Some("good.example.test")
@@ -377,7 +246,7 @@ fn verified_name_needs_the_forward_lookup_to_match() {
 #[ignore = "needs dnsmasq; run by .ci/interop"]
 fn dead_server_fails_over_to_the_working_one() {
     let dns = Dnsmasq::start(&args(&["--host-record=mail.example.test,192.0.2.10"]));
-    let client = DnsClient::new(vec![dead_port(), dns.addr]);
+    let client = DnsClient::new(vec![dead_port(), dns.addr()]);
     let start = Instant::now();
     let a = client.lookup("mail.example.test", Rtype::A).unwrap();
     assert_eq!(a.ips().collect::<Vec<_>>(), [ip("192.0.2.10")]);
@@ -396,7 +265,7 @@ fn truncated_answer_is_fetched_over_tcp() {
         .map(|i| format!("--txt-record=big.example.test,{i}{text}"))
         .collect();
     let dns = Dnsmasq::start(&records);
-    let client = dns.client();
+    let client = client(&dns);
     let answer = client.lookup("big.example.test", Rtype::Txt).unwrap();
     let mut texts: Vec<Vec<u8>> = answer.texts().map(<[u8]>::to_vec).collect();
     texts.sort();
@@ -421,7 +290,7 @@ fn binaries_refuse_listed_and_denied_clients() {
         "--ptr-record=1.0.0.127.in-addr.arpa,host.spam.example",
         "--host-record=host.spam.example,127.0.0.1",
     ]));
-    let server_list = format!("[\"{}\"]", dns.addr);
+    let server_list = format!("[\"{}\"]", dns.addr());
     for binary in Binary::ALL {
         let base = vec![
             ("relay.trusted_networks".to_owned(), "[]".to_owned()),
