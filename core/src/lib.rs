@@ -68,3 +68,4 @@ pub mod queue;
 pub mod refusal;
 pub mod smtp;
 pub mod time;
+pub mod tls;

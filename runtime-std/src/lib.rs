@@ -4,15 +4,18 @@
 //! network work is written once, here; `hato-smol` calls it through
 //! `smol::unblock`.
 
+pub mod auth;
 pub mod cli;
 pub mod control;
 pub mod delivery;
 pub mod dns;
 pub mod dns_checks;
 pub mod host;
+pub mod link;
 pub mod log;
 pub mod policy_store;
 pub mod queue_admin;
 pub mod serve;
 pub mod signals;
 pub mod store;
+pub mod tls_files;

@@ -12,7 +12,7 @@ use super::leaf::{
 
 /// The keys of each table, for the message about an unknown key. A unit
 /// test checks them against the structs below.
-pub(super) const TABLES: [(&str, &[&str]); 9] = [
+pub(super) const TABLES: [(&str, &[&str]); 10] = [
     (
         "",
         &[
@@ -29,9 +29,10 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
             "greylisting",
             "dnsbl",
             "delivery",
+            "tls",
         ],
     ),
-    ("listen", &["smtp", "submission"]),
+    ("listen", &["smtp", "submission", "submissions"]),
     ("relay", &["trusted_networks", "relay_to"]),
     (
         "limits",
@@ -49,6 +50,8 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
             "bad_recipients_limit",
             "bad_recipients_penalty",
             "duplicate_window",
+            "auth_failures",
+            "messages_per_user",
         ],
     ),
     ("timeouts", &["command", "data"]),
@@ -59,11 +62,12 @@ pub(super) const TABLES: [(&str, &[&str]); 9] = [
     ),
     ("dnsbl", &["zones"]),
     ("delivery", &["dns_servers"]),
+    ("tls", &["certificate", "key"]),
 ];
 
 /// Keys of DESIGN.md §3 that later versions will implement. Refused, as
 /// silently ignoring e.g. a deny list would be a security hazard.
-pub(super) const NOT_YET: [&str; 2] = ["listen.submissions", "delivery.smtp_port"];
+pub(super) const NOT_YET: [&str; 1] = ["delivery.smtp_port"];
 
 /// The whole file.
 #[derive(Default, Deserialize)]
@@ -91,6 +95,8 @@ pub(super) struct RawConfig {
     pub(super) dnsbl: RawDnsbl,
     #[serde(default)]
     pub(super) delivery: RawDelivery,
+    #[serde(default)]
+    pub(super) tls: RawTls,
 }
 
 #[derive(Default, Deserialize)]
@@ -101,6 +107,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawListen {
     pub(super) smtp: Option<Spanned<List<Listener>>>,
     pub(super) submission: Option<Spanned<List<Listener>>>,
+    pub(super) submissions: Option<Spanned<List<Listener>>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -132,6 +139,8 @@ pub(super) struct RawLimits {
     pub(super) bad_recipients_limit: Option<Spanned<Count>>,
     pub(super) bad_recipients_penalty: Option<Spanned<Dur>>,
     pub(super) duplicate_window: Option<Spanned<Dur>>,
+    pub(super) auth_failures: Option<Spanned<RateLeaf>>,
+    pub(super) messages_per_user: Option<Spanned<RateLeaf>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -184,6 +193,16 @@ pub(super) struct RawDnsbl {
 )]
 pub(super) struct RawDelivery {
     pub(super) dns_servers: Option<Spanned<List<DnsServer>>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [tls] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawTls {
+    pub(super) certificate: Option<Spanned<Text>>,
+    pub(super) key: Option<Spanned<Text>>,
 }
 
 #[cfg(test)]
