@@ -57,7 +57,7 @@ pub fn server_tls(cfg: &Config) -> io::Result<Arc<ServerConfig>> {
             key.display()
         ))
     })?;
-    Line::new("tls")
+    Line::new("tls-certificate")
         .kv("certificate", cert.display())
         .kv("key", key.display())
         .emit();
