@@ -53,6 +53,8 @@ pub struct ClientConfig {
     /// The longest reply line accepted, CRLF included (RFC 5321 §4.5.3.1.5
     /// allows 512; hato accepts more from lenient servers). Default 2048.
     pub max_line: usize,
+    /// Use STARTTLS (RFC 3207) when the server offers it. Default off.
+    pub starttls: bool,
 }
 
 impl ClientConfig {
@@ -62,6 +64,7 @@ impl ClientConfig {
             helo_name: helo_name.into(),
             timeouts: Timeouts::default(),
             max_line: 2048,
+            starttls: false,
         }
     }
 }
@@ -103,6 +106,8 @@ pub enum Stage {
     DataEnd,
     /// Waiting for the 221 to QUIT.
     Quit,
+    /// Waiting for the 220 to STARTTLS, or for the caller's TLS handshake.
+    StartTls,
 }
 
 impl Stage {
@@ -119,6 +124,7 @@ impl Stage {
             Self::DataBlock => "message data",
             Self::DataEnd => "end of data",
             Self::Quit => "QUIT",
+            Self::StartTls => "STARTTLS",
         }
     }
 }
@@ -237,6 +243,9 @@ pub enum CloseReason {
     Protocol(ProtocolError),
     /// The server closed the connection.
     PeerClosed,
+    /// The caller's TLS handshake after STARTTLS failed
+    /// ([`ClientSession::tls_failed`](super::ClientSession::tls_failed)).
+    TlsFailed,
 }
 
 /// Something the front end must act on.
@@ -259,6 +268,12 @@ pub enum ClientEvent {
         /// Outcomes, index-aligned with [`Transaction::recipients`].
         outcomes: Vec<Outcome>,
     },
+    /// The server accepted STARTTLS (220): after writing pending
+    /// transmits, start the TLS client on this connection
+    /// ([`crate::tls::TlsStream::client`]), move all further bytes through
+    /// it, and call [`ClientSession::tls_established`](super::ClientSession::tls_established)
+    /// when the handshake is done (or [`ClientSession::tls_failed`](super::ClientSession::tls_failed)).
+    StartTls,
     /// The session is over; close the connection once transmits are sent.
     Closed {
         /// Why.
@@ -280,6 +295,8 @@ pub enum UsageError {
     /// An address holding CR, LF or another control character (it would
     /// inject commands).
     BadAddress,
+    /// `tls_established` / `tls_failed` without a STARTTLS handshake.
+    NotHandshaking,
 }
 
 impl fmt::Display for UsageError {
@@ -290,6 +307,7 @@ impl fmt::Display for UsageError {
             Self::NotSendingBody => "no message body is wanted now",
             Self::NoRecipients => "a transaction needs recipients",
             Self::BadAddress => "an address holds control characters",
+            Self::NotHandshaking => "no STARTTLS handshake is in progress",
         })
     }
 }
