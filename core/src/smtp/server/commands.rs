@@ -282,6 +282,8 @@ impl Session {
                 client_ip: tx.client_ip,
                 hostname: &self.cfg.hostname,
                 extended: tx.extended,
+                tls: self.tls.is_some(),
+                authenticated: self.authenticated,
                 queue_id: &queue_id,
                 single_recipient: single.as_deref().map(|s| s.trim_matches(['<', '>'])),
                 date,

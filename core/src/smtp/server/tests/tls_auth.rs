@@ -222,6 +222,10 @@ fn auth_from_afar_needs_tls_even_on_submission() {
     // An authenticated client relays.
     let out = d.send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<carol@outside.example>\r\n");
     assert!(out.ends_with("250 2.1.5 Recipient ok\r\n"), "{out}");
+    d.send(b"DATA\r\n");
+    d.send(b"From: alice@example.test\r\n\r\nhi\r\n.\r\n");
+    let body = String::from_utf8(d.body.clone()).unwrap();
+    assert!(body.contains(" with ESMTPSA id Q1"), "{body}");
 }
 
 #[test]
@@ -285,6 +289,10 @@ fn message_id_and_date_are_added_when_missing() {
         "From: alice@example.test\r\nSubject: hi\r\n\r\nbody\r\n.\r\n",
     );
     let body = String::from_utf8(d.body.clone()).unwrap();
+    assert!(
+        body.contains("by mail.example.test with ESMTPA id Q1"),
+        "{body}"
+    );
     let client = &body[body.find("From:").unwrap()..];
     assert_eq!(
         client,
