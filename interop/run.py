@@ -180,12 +180,113 @@ def test_swaks_oversized_message_is_refused(binary):
         s.stop()
 
 
+def with_alice_password(s, password="s3cret pass"):
+    r = s.hato("user", "add", "alice@example.test", "--password-stdin", stdin=password + "\n")
+    assert r.returncode == 0, r.stderr
+    r = s.hato("user", "add", "bob@example.test", "--no-password")
+    assert r.returncode == 0, r.stderr
+
+
+def test_swaks_starttls_auth_plain_relays(binary):
+    s = Server(binary)
+    try:
+        with_alice_password(s)
+        s.start()
+        r = swaks(s.ports["submission"], "--tls", "--auth", "PLAIN",
+                  "--auth-user", "alice@example.test", "--auth-password", "s3cret pass",
+                  "--from", "alice@example.test", "--to", "carol@elsewhere.example",
+                  "--header", "From: alice@example.test", "--body", "relayed after AUTH")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "<-  220 2.0.0 Ready to start TLS" in r.stdout, r.stdout
+        assert "235 2.7.0 Authentication successful" in r.stdout, r.stdout
+        assert re.search(r"250 2\.0\.0 Ok: queued as \w+", r.stdout), r.stdout
+        s.wait_for_log(r"event=auth .*user=alice@example\.test mechanism=PLAIN")
+        s.wait_for_log(r"event=tls .*version=TLSv1_3")
+    finally:
+        s.stop()
+
+
+def test_swaks_starttls_auth_login_delivers_with_message_id(binary):
+    s = Server(binary)
+    try:
+        with_alice_password(s)
+        s.start()
+        r = swaks(s.ports["submission"], "--tls", "--auth", "LOGIN",
+                  "--auth-user", "alice@example.test", "--auth-password", "s3cret pass",
+                  "--from", "alice@example.test", "--to", "bob@example.test",
+                  "--add-header", "X-Test: login", "--suppress-data", "--data",
+                  "From: alice@example.test\nSubject: no id\n\nbody\n")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "334 VXNlcm5hbWU6" in r.stdout, r.stdout
+        [path] = s.wait_for_mail("bob@example.test")
+        text = open(path).read()
+        assert "\nMessage-ID: <" in text and "\nDate: " in text, text
+    finally:
+        s.stop()
+
+
+def test_swaks_wrong_password_and_spoofing_are_refused(binary):
+    s = Server(binary)
+    try:
+        with_alice_password(s)
+        s.start()
+        r = swaks(s.ports["submission"], "--tls", "--auth", "PLAIN",
+                  "--auth-user", "alice@example.test", "--auth-password", "wrong",
+                  "--from", "alice@example.test", "--to", "carol@elsewhere.example")
+        assert r.returncode != 0
+        assert "535 5.7.8" in r.stdout, r.stdout
+        s.wait_for_log(r"event=refuse .*stage=auth code=535 reason=\"authentication failed for user alice@example\.test\"")
+        r = swaks(s.ports["submission"], "--tls", "--auth", "PLAIN",
+                  "--auth-user", "alice@example.test", "--auth-password", "s3cret pass",
+                  "--from", "bob@example.test", "--to", "carol@elsewhere.example")
+        assert r.returncode != 0
+        assert "553 5.7.1" in r.stdout, r.stdout
+    finally:
+        s.stop()
+
+
+def test_swaks_port_25_offers_no_auth_without_tls(binary):
+    s = Server(binary)
+    try:
+        with_alice_password(s)
+        s.start()
+        r = swaks(s.ports["smtp"], "--auth", "PLAIN", "--auth-user", "alice@example.test",
+                  "--auth-password", "s3cret pass", "--from", "alice@example.test",
+                  "--to", "carol@elsewhere.example")
+        assert r.returncode != 0
+        assert "250-STARTTLS" in r.stdout, r.stdout
+        assert "AUTH PLAIN" not in r.stdout.split("STARTTLS")[1].split("HELP")[0], r.stdout
+    finally:
+        s.stop()
+
+
+def test_swaks_implicit_tls(binary):
+    s = Server(binary, "submissions = [\"127.0.0.1:0\"]\n")
+    try:
+        with_alice_password(s)
+        s.start()
+        s.wait_for_log(r"event=listening listener=submissions")
+        port = int(re.search(r"listener=submissions addr=127\.0\.0\.1:(\d+)", s.log_text()).group(1))
+        r = swaks(port, "--tls-on-connect", "--auth", "PLAIN",
+                  "--auth-user", "alice@example.test", "--auth-password", "s3cret pass",
+                  "--from", "alice@example.test", "--to", "bob@example.test")
+        assert r.returncode == 0, r.stdout + r.stderr
+        s.wait_for_mail("bob@example.test")
+    finally:
+        s.stop()
+
+
 TESTS = [
     test_swaks_delivers_to_maildir,
     test_swaks_pipelining_two_recipients,
     test_swaks_unknown_user_is_refused_at_rcpt,
     test_swaks_submission_requires_auth,
     test_swaks_oversized_message_is_refused,
+    test_swaks_starttls_auth_plain_relays,
+    test_swaks_starttls_auth_login_delivers_with_message_id,
+    test_swaks_wrong_password_and_spoofing_are_refused,
+    test_swaks_port_25_offers_no_auth_without_tls,
+    test_swaks_implicit_tls,
 ]
 
 

@@ -69,3 +69,4 @@ pub mod queue;
 pub mod refusal;
 pub mod smtp;
 pub mod time;
+pub mod tls;

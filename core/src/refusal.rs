@@ -91,6 +91,37 @@ pub enum RefuseReason {
     TooManyConnections(usize),
     /// More connections from one address than `limits.max_connections_per_host`.
     TooManyConnectionsFromHost(usize),
+    /// AUTH with a wrong user name or password (RFC 4954 §6).
+    AuthFailed(String),
+    /// The users file cannot be read: AUTH fails closed (RFC 4954 §6, 454).
+    AuthUnavailable(String),
+    /// Past `limits.auth_failures` for the client's address or the user.
+    AuthTooManyFailures(String),
+    /// An AUTH mechanism other than PLAIN and LOGIN.
+    AuthMechanism(String),
+    /// An AUTH response that is not valid base64 or not a valid PLAIN message.
+    AuthBadResponse,
+    /// The client answered `*` to a challenge (RFC 4954 §4).
+    AuthCancelled,
+    /// AUTH in plaintext where it is offered only inside TLS.
+    AuthNeedsTls,
+    /// Envelope sender or From:/Sender: header not owned by the
+    /// authenticated user (RFC 6409 §6.1).
+    SenderNotOwned {
+        /// The user.
+        user: String,
+        /// The address they tried to send as.
+        address: String,
+    },
+    /// Past `limits.messages_per_user` for an authenticated user.
+    UserRateExceeded {
+        /// The user.
+        user: String,
+        /// The configured count...
+        count: u32,
+        /// ...per this many seconds.
+        per_secs: u64,
+    },
 }
 
 impl RefuseReason {
@@ -213,6 +244,39 @@ impl RefuseReason {
                 Enhanced(4, 7, 0),
                 "Too many connections from your address, try again later",
             ),
+            Self::AuthFailed(_) => {
+                Reply::fixed(535, Enhanced(5, 7, 8), "Authentication credentials invalid")
+            }
+            Self::AuthUnavailable(_) => {
+                Reply::fixed(454, Enhanced(4, 7, 0), "Temporary authentication failure")
+            }
+            Self::AuthTooManyFailures(_) => Reply::fixed(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many failed authentications; try again later",
+            ),
+            Self::AuthMechanism(_) => Reply::fixed(
+                504,
+                Enhanced(5, 5, 4),
+                "Unrecognized authentication type; use PLAIN or LOGIN",
+            ),
+            Self::AuthBadResponse => Reply::fixed(501, Enhanced(5, 5, 2), "Cannot decode response"),
+            Self::AuthCancelled => Reply::fixed(501, Enhanced(5, 7, 0), "Authentication cancelled"),
+            Self::AuthNeedsTls => Reply::fixed(
+                538,
+                Enhanced(5, 7, 11),
+                "Encryption required for authentication; use STARTTLS first",
+            ),
+            Self::SenderNotOwned { .. } => Reply::fixed(
+                553,
+                Enhanced(5, 7, 1),
+                "Sender address not owned by authenticated user",
+            ),
+            Self::UserRateExceeded { .. } => Reply::fixed(
+                451,
+                Enhanced(4, 7, 1),
+                "Too many messages from your account; try again later",
+            ),
         }
     }
 }
@@ -275,6 +339,25 @@ impl fmt::Display for RefuseReason {
             Self::TooManyConnectionsFromHost(n) => {
                 write!(f, "too many connections from this address (limit {n})")
             }
+            Self::AuthFailed(user) => write!(f, "authentication failed for user {user}"),
+            Self::AuthUnavailable(why) => {
+                write!(f, "authentication unavailable (failing closed): {why}")
+            }
+            Self::AuthTooManyFailures(what) => {
+                write!(f, "too many failed authentications ({what})")
+            }
+            Self::AuthMechanism(m) => write!(f, "unknown AUTH mechanism {m}"),
+            Self::AuthBadResponse => f.write_str("AUTH response not valid base64 or SASL"),
+            Self::AuthCancelled => f.write_str("AUTH cancelled by the client"),
+            Self::AuthNeedsTls => f.write_str("AUTH without TLS where TLS is required"),
+            Self::SenderNotOwned { user, address } => {
+                write!(f, "user {user} may not send as {address}")
+            }
+            Self::UserRateExceeded {
+                user,
+                count,
+                per_secs,
+            } => write!(f, "user {user} sent over {count} messages per {per_secs}s"),
         }
     }
 }

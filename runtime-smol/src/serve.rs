@@ -1,6 +1,8 @@
 //! The async serve loop: one task per connection on a smol executor, a
 //! timer per session from `poll_timeout`, and the shared blocking work
-//! (spool writes, fsync) moved off the executor with `smol::unblock`.
+//! (spool writes, fsync, password checks) moved off the executor with
+//! `smol::unblock`. Bytes pass through the shared
+//! [`Link`](hato_runtime_std::link::Link) (plaintext or TLS).
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -11,6 +13,7 @@ use hato_core::config::Config;
 use hato_core::policy::ListenerKind;
 use hato_core::smtp::server::{Peer, Session};
 use hato_runtime_std::host::{Connection, Server};
+use hato_runtime_std::link::Link;
 use hato_runtime_std::log::Line;
 use hato_runtime_std::signals;
 use smol::channel::Receiver;
@@ -46,6 +49,7 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
     for (kind, addrs) in [
         (ListenerKind::Smtp, &server.cfg.listen.smtp),
         (ListenerKind::Submission, &server.cfg.listen.submission),
+        (ListenerKind::Submissions, &server.cfg.listen.submissions),
     ] {
         for addr in addrs {
             let listener = Async::<TcpListener>::bind(*addr).map_err(|e| {
@@ -166,29 +170,31 @@ async fn drive(
     stop: Receiver<()>,
 ) -> io::Result<()> {
     let write_timeout = conn.config().timeouts.command;
-    let mut session = conn.new_session(Instant::now());
+    let mut link = conn.link().map_err(io::Error::other)?;
+    let mut session = conn.new_session(Instant::now(), &link);
     let mut host = Some(conn);
     let mut buf = vec![0u8; FIRST_READ_BUFFER];
-    let (mut start, mut end) = (0, 0);
     let mut out = Vec::new();
+    let mut wire = Vec::new();
     let mut body = Vec::new();
     loop {
-        drain(
-            &mut host,
-            &mut session,
-            &mut stream,
-            &mut out,
-            &mut body,
+        let io = Io {
+            link: &mut link,
+            stream: &mut stream,
+            out: &mut out,
+            wire: &mut wire,
             write_timeout,
-        )
-        .await?;
+        };
+        drain(&mut host, &mut session, io, &mut body).await?;
         if session.is_closed() {
+            link.close(&mut wire);
+            let _ = write_all(&mut stream, &wire, write_timeout).await;
             linger_close(&mut stream).await;
             return Ok(());
         }
-        if start < end {
-            let used = session.handle_input(Instant::now(), &buf[start..end]);
-            start += used;
+        if !link.pending().is_empty() {
+            let used = session.handle_input(Instant::now(), link.pending());
+            link.consume(used);
             if used == 0 {
                 // Outputs were drained, so the session waits for a timer
                 // (a reply held by the throttle): sit it out, then go on.
@@ -218,9 +224,12 @@ async fn drive(
             Wake::Stop => session.shutdown(Instant::now()),
             Wake::Read(Ok(0)) => session.handle_eof(Instant::now()),
             Wake::Read(Ok(n)) => {
-                (start, end) = (0, n);
-                // A full read means bulk data (DATA): grow once, keeping the
-                // bytes just read at the front.
+                if let Err(e) = link.received(Instant::now(), &buf[..n], &mut session) {
+                    if let Some(conn) = &host {
+                        conn.tls_failed(&e);
+                    }
+                }
+                // A full read means bulk data (DATA): grow once.
                 if n == buf.len() && buf.len() < READ_BUFFER {
                     buf.resize(READ_BUFFER, 0);
                 }
@@ -232,28 +241,48 @@ async fn drive(
     }
 }
 
+/// The byte path of one connection, borrowed for a drain.
+struct Io<'a> {
+    link: &'a mut Link,
+    stream: &'a mut Async<TcpStream>,
+    /// The session's plaintext replies.
+    out: &'a mut Vec<u8>,
+    /// What goes on the socket.
+    wire: &'a mut Vec<u8>,
+    write_timeout: Duration,
+}
+
+async fn write_all(
+    stream: &mut Async<TcpStream>,
+    bytes: &[u8],
+    write_timeout: Duration,
+) -> io::Result<()> {
+    stream
+        .write_all(bytes)
+        .or(async {
+            Timer::after(write_timeout).await;
+            Err(io::ErrorKind::TimedOut.into())
+        })
+        .await
+}
+
 /// Sends replies, spools data and answers events until the session has
-/// nothing more to say. Disk work runs on smol's blocking pool; the
-/// connection state travels there and back with it.
+/// nothing more to say. Disk work (and password checks) run on smol's
+/// blocking pool; the connection state travels there and back with it.
 async fn drain(
     host: &mut Option<Connection>,
     session: &mut Session,
-    stream: &mut Async<TcpStream>,
-    out: &mut Vec<u8>,
+    io: Io<'_>,
     body: &mut Vec<u8>,
-    write_timeout: Duration,
 ) -> io::Result<()> {
     loop {
-        let _ = session.poll_transmit(out);
-        if !out.is_empty() {
-            let sent = stream
-                .write_all(out)
-                .or(async {
-                    Timer::after(write_timeout).await;
-                    Err(io::ErrorKind::TimedOut.into())
-                })
-                .await;
-            out.clear();
+        let _ = session.poll_transmit(io.out);
+        io.link
+            .outgoing(io.out, io.wire)
+            .map_err(io::Error::other)?;
+        if !io.wire.is_empty() {
+            let sent = write_all(io.stream, io.wire, io.write_timeout).await;
+            io.wire.clear();
             sent?;
         }
         session.take_body(body);
@@ -271,6 +300,7 @@ async fn drain(
         let Some(event) = session.poll_event() else {
             return Ok(());
         };
+        io.link.on_event(&event).map_err(io::Error::other)?;
         let conn = host.as_mut().ok_or_else(lost)?;
         let work = conn.on_event(event, session);
         let verdict = if work.blocks() {

@@ -18,6 +18,11 @@
 //! - at the end of data, a recipient that already got a message with the
 //!   same Message-ID within `limits.duplicate_window` is marked done before
 //!   delivery sees the message (`event=duplicate`).
+//!
+//! TLS and AUTH: the server loads (or generates) its certificate at start
+//! ([`crate::tls_files`]); each connection gets a [`Link`]; `Question::Auth`
+//! is checked by [`crate::auth::Authenticator`] (blocking, bounded) and
+//! `Question::UserRate` counts `limits.messages_per_user`.
 
 use std::io;
 use std::net::IpAddr;
@@ -27,21 +32,26 @@ use std::time::{Duration, Instant};
 
 use hato_core::config::{Config, DenyFrom};
 use hato_core::message::message_id;
+use hato_core::policy::ListenerKind;
 use hato_core::policy::{deny, ConnectionTable, Destination, PolicySettings};
 use hato_core::queue::{QueueEnvelope, QueuedRecipient};
 use hato_core::refusal::RefuseReason;
-use hato_core::smtp::server::{Event, Peer, Question, Session, Verdict};
+use hato_core::smtp::server::{Event, Peer, Question, Secret, Session, Verdict};
 use hato_core::time::UnixTime;
+use hato_core::tls::{ServerConfig, TlsError};
 
+use crate::auth::Authenticator;
 use crate::control::{ControlServer, DataDirLock};
 use crate::delivery::{DeliveryHandle, LocalDelivery};
 use crate::dkim::{load_signing_keys, DkimKeys};
 use crate::dns::DnsClient;
 use crate::dns_checks;
+use crate::link::Link;
 use crate::log::{unix_now, Line};
 use crate::policy_store::{SharedPolicy, SAVE_EVERY};
 use crate::store::owner::Owner;
 use crate::store::{SpoolWriter, Store, UsersCache};
+use crate::tls_files;
 
 /// How much of the start of a message is kept to find its Message-ID:
 /// the header block, or this much of it at most.
@@ -68,6 +78,10 @@ pub struct Server {
     /// The control socket of `hato queue flush|delete|bounce` (none when
     /// it could not be bound: the server runs, the commands say so).
     control: Option<ControlServer>,
+    /// The certificate for STARTTLS and implicit TLS.
+    tls: Arc<ServerConfig>,
+    /// AUTH checks and the per-user message rate.
+    auth: Authenticator,
     /// Held while the server runs: one server per data directory.
     _lock: DataDirLock,
 }
@@ -104,6 +118,8 @@ impl Server {
         // configuration does; `event=dkim_key` names each one in use.
         let dkim = Arc::new(load_signing_keys(&cfg).map_err(|e| io::Error::other(e.to_string()))?);
         dkim.log_loaded();
+        let tls = tls_files::server_tls(&cfg)?;
+        let auth = Authenticator::new(&cfg);
         let users = UsersCache::new(&cfg.data_dir)
             .map_err(|e| io::Error::other(format!("users file: {e}")))?;
         let policy = Arc::new(SharedPolicy::load(
@@ -142,6 +158,8 @@ impl Server {
             next_session: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             control,
+            tls,
+            auth,
             _lock: lock,
         }))
     }
@@ -270,6 +288,13 @@ pub enum Work {
     Answer(Verdict),
     /// Answer a question that may need DNS lookups (blocking).
     Lookup(Question),
+    /// Check a password (blocking: argon2, bounded concurrency).
+    Verify {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: Secret,
+    },
 }
 
 impl Work {
@@ -305,14 +330,38 @@ struct QueuedInfo {
 }
 
 impl Connection {
-    /// Starts the SMTP session for this connection with the current users.
-    pub fn new_session(&self, now: Instant) -> Session {
-        Session::new(
+    /// Starts the SMTP session for this connection with the current users;
+    /// it offers STARTTLS when `link` can switch to TLS.
+    pub fn new_session(&self, now: Instant, link: &Link) -> Session {
+        let mut session = Session::new(
             Arc::clone(&self.server.cfg),
             self.server.users.current(),
             self.peer,
             now,
-        )
+        );
+        if link.can_starttls() {
+            session.offer_starttls();
+        }
+        session
+    }
+
+    /// Returns this connection's byte path: TLS from the first byte on the
+    /// submissions listener, plaintext (with STARTTLS) elsewhere.
+    ///
+    /// # Errors
+    /// rustls refused the configuration (logged by the caller).
+    pub fn link(&self) -> Result<Link, TlsError> {
+        let tls = Arc::clone(&self.server.tls);
+        match self.peer.listener {
+            ListenerKind::Submissions => Link::implicit(tls),
+            ListenerKind::Smtp | ListenerKind::Submission => Ok(Link::plain(Some(tls))),
+        }
+    }
+
+    /// Logs a TLS failure (`event=tls-failed`): a handshake a client
+    /// abandoned, plaintext on the implicit-TLS port, a bad record.
+    pub fn tls_failed(&self, error: &TlsError) {
+        self.line("tls-failed").kv("reason", error).emit();
     }
 
     /// Returns the configuration in force.
@@ -397,7 +446,37 @@ impl Connection {
             Event::Ask(question @ (Question::Connect | Question::Helo { .. })) => {
                 Work::Lookup(question)
             }
+            Event::Ask(Question::Auth { user, password, .. }) => Work::Verify { user, password },
             Event::Ask(question) => Work::Answer(Verdict::Answer(self.answer(question))),
+            Event::StartTls => {
+                self.line("starttls").emit();
+                Work::None
+            }
+            Event::TlsEstablished(info) => {
+                self.line("tls")
+                    .kv("version", info.version)
+                    .kv("cipher", info.cipher)
+                    .emit();
+                Work::None
+            }
+            Event::Discarded { bytes } => {
+                self.line("discard")
+                    .kv("stage", "starttls")
+                    .kv("bytes", bytes)
+                    .kv(
+                        "reason",
+                        "input pipelined behind STARTTLS dropped (RFC 3207 §6 injection guard)",
+                    )
+                    .emit();
+                Work::None
+            }
+            Event::Authenticated { user, mechanism } => {
+                self.line("auth")
+                    .kv("user", user)
+                    .kv("mechanism", mechanism)
+                    .emit();
+                Work::None
+            }
             Event::Penalize => {
                 let now = unix_now();
                 let until = {
@@ -453,6 +532,12 @@ impl Connection {
                 }
             }
             Question::Mail { .. } => self.server.policy.lock().check_message_rate(ip, unix_now()),
+            Question::UserRate { user } => self.server.auth.check_user_rate(&user),
+            Question::Auth { user, password, .. } => {
+                self.server
+                    .auth
+                    .verify(&self.server.users, ip, &user, &password.0)
+            }
             Question::Greylist { from, to } => {
                 // The session asks only for untrusted clients; the check
                 // here keeps that promise whatever the session does.
@@ -504,6 +589,12 @@ impl Connection {
             Work::None => None,
             Work::Answer(verdict) => Some(verdict),
             Work::Lookup(question) => Some(Verdict::Answer(self.answer(question))),
+            Work::Verify { user, password } => Some(Verdict::Answer(self.server.auth.verify(
+                &self.server.users,
+                self.peer.remote.ip(),
+                &user,
+                &password.0,
+            ))),
             Work::OpenSpool(env) => Some(self.open_spool(&env)),
             Work::Commit => Some(self.commit()),
             Work::Discard => {

@@ -4,6 +4,7 @@
 //! network work is written once, here; `hato-smol` calls it through
 //! `smol::unblock`.
 
+pub mod auth;
 pub mod cli;
 pub mod control;
 pub mod delivery;
@@ -11,6 +12,7 @@ pub mod dkim;
 pub mod dns;
 pub mod dns_checks;
 pub mod host;
+pub mod link;
 pub mod lmtp;
 #[cfg(test)]
 pub(crate) mod lmtp_fake;
@@ -22,3 +24,4 @@ pub mod reports;
 pub mod serve;
 pub mod signals;
 pub mod store;
+pub mod tls_files;

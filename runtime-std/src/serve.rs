@@ -1,6 +1,7 @@
 //! The `hato` front end: one blocking thread per connection (bounded by
 //! `limits.max_connections`), small stacks, socket read timeouts taken from
-//! the session's `poll_timeout`. Made for low-end hardware.
+//! the session's `poll_timeout`. Made for low-end hardware. Bytes pass
+//! through a [`Link`] (plaintext or TLS, shared with `hato-smol`).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -15,6 +16,7 @@ use hato_core::policy::ListenerKind;
 use hato_core::smtp::server::{Peer, Session};
 
 use crate::host::{Connection, Server};
+use crate::link::Link;
 use crate::log::Line;
 use crate::signals;
 
@@ -78,6 +80,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
     for (kind, addrs) in [
         (ListenerKind::Smtp, &server.cfg.listen.smtp),
         (ListenerKind::Submission, &server.cfg.listen.submission),
+        (ListenerKind::Submissions, &server.cfg.listen.submissions),
     ] {
         for addr in addrs {
             let listener = TcpListener::bind(addr).map_err(|e| {
@@ -161,20 +164,29 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     // A client that stops reading must not pin a thread forever.
     stream.set_write_timeout(Some(conn.config().timeouts.command))?;
-    let mut session = conn.new_session(Instant::now());
+    let mut link = conn.link().map_err(io::Error::other)?;
+    let mut session = conn.new_session(Instant::now(), &link);
     let mut buf = vec![0u8; READ_BUFFER];
-    let (mut start, mut end) = (0, 0);
     let mut out = Vec::with_capacity(1024);
+    let mut wire = Vec::with_capacity(1024);
     let mut body = Vec::new();
     loop {
-        drain(&mut conn, &mut session, &mut stream, &mut out, &mut body)?;
+        let io = Io {
+            link: &mut link,
+            stream: &mut stream,
+            out: &mut out,
+            wire: &mut wire,
+        };
+        drain(&mut conn, &mut session, io, &mut body)?;
         if session.is_closed() {
+            link.close(&mut wire);
+            let _ = stream.write_all(&wire);
             linger_close(&mut stream);
             return Ok(());
         }
-        if start < end {
-            let used = session.handle_input(Instant::now(), &buf[start..end]);
-            start += used;
+        if !link.pending().is_empty() {
+            let used = session.handle_input(Instant::now(), link.pending());
+            link.consume(used);
             if used == 0 {
                 // Outputs were drained, so the session waits for a timer
                 // (a reply held by the throttle): sit it out, then go on.
@@ -199,7 +211,11 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
         match stream.read(&mut buf) {
             Ok(0) if conn.is_stopping() => session.shutdown(Instant::now()),
             Ok(0) => session.handle_eof(Instant::now()),
-            Ok(n) => (start, end) = (0, n),
+            Ok(n) => {
+                if let Err(e) = link.received(Instant::now(), &buf[..n], &mut session) {
+                    conn.tls_failed(&e);
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -214,20 +230,32 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
     }
 }
 
+/// The byte path of one connection, borrowed for a drain.
+struct Io<'a> {
+    link: &'a mut Link,
+    stream: &'a mut TcpStream,
+    /// The session's plaintext replies.
+    out: &'a mut Vec<u8>,
+    /// What goes on the socket.
+    wire: &'a mut Vec<u8>,
+}
+
 /// Sends replies, spools data and answers events until the session has
 /// nothing more to say.
 fn drain(
     conn: &mut Connection,
     session: &mut Session,
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
+    io: Io<'_>,
     body: &mut Vec<u8>,
 ) -> io::Result<()> {
     loop {
-        let _ = session.poll_transmit(out);
-        if !out.is_empty() {
-            let sent = stream.write_all(out);
-            out.clear();
+        let _ = session.poll_transmit(io.out);
+        io.link
+            .outgoing(io.out, io.wire)
+            .map_err(io::Error::other)?;
+        if !io.wire.is_empty() {
+            let sent = io.stream.write_all(io.wire);
+            io.wire.clear();
             sent?;
         }
         session.take_body(body);
@@ -238,6 +266,7 @@ fn drain(
         let Some(event) = session.poll_event() else {
             return Ok(());
         };
+        io.link.on_event(&event).map_err(io::Error::other)?;
         let work = conn.on_event(event, session);
         if let Some(verdict) = conn.perform(work) {
             session

@@ -56,14 +56,21 @@ impl Driver {
         let local = match listener {
             ListenerKind::Smtp => ([127, 0, 0, 1], 2525),
             ListenerKind::Submission => ([127, 0, 0, 1], 2587),
+            ListenerKind::Submissions => ([127, 0, 0, 1], 2465),
         };
         let peer = Peer {
             remote,
             local: local.into(),
             listener,
         };
+        // The binaries always have a certificate (generated when none is
+        // configured), so they offer STARTTLS on these listeners.
+        let mut session = Session::new(cfg, dir, peer, now);
+        if listener != ListenerKind::Submissions {
+            session.offer_starttls();
+        }
         let mut d = Self {
-            session: Session::new(cfg, dir, peer, now),
+            session,
             now,
             pending: Vec::new(),
             events: Vec::new(),

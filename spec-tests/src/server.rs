@@ -277,6 +277,7 @@ pub struct Server {
     log: Log,
     smtp: Option<SocketAddr>,
     submission: Option<SocketAddr>,
+    submissions: Option<SocketAddr>,
 }
 
 impl Server {
@@ -327,6 +328,7 @@ impl Server {
             log: Arc::new(Mutex::new(Vec::new())),
             smtp: None,
             submission: None,
+            submissions: None,
         };
         let (tx, rx) = mpsc::channel();
         let log = Arc::clone(&server.log);
@@ -339,6 +341,7 @@ impl Server {
             match rx.recv_timeout(left) {
                 Ok((ListenerKind::Smtp, addr)) => server.smtp = Some(addr),
                 Ok((ListenerKind::Submission, addr)) => server.submission = Some(addr),
+                Ok((ListenerKind::Submissions, addr)) => server.submissions = Some(addr),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     return Err(format!(
                         "{} reported no listening ports within {:?}:\n{}",
@@ -379,6 +382,7 @@ impl Server {
         match kind {
             ListenerKind::Smtp => self.smtp,
             ListenerKind::Submission => self.submission,
+            ListenerKind::Submissions => self.submissions,
         }
         .ok_or_else(|| format!("no {} listener", kind.as_str()))
     }
@@ -563,6 +567,7 @@ pub fn parse_listening(line: &str) -> Option<(ListenerKind, SocketAddr)> {
                 kind = match v {
                     "smtp" => Some(ListenerKind::Smtp),
                     "submission" => Some(ListenerKind::Submission),
+                    "submissions" => Some(ListenerKind::Submissions),
                     _ => None,
                 }
             }

@@ -1,19 +1,22 @@
 //! The sans-IO SMTP client (`hato_core::smtp::client`) over a real
 //! TcpStream against running `hato` and `hato-smol` binaries: proof that
 //! it speaks real SMTP (greeting, EHLO, PIPELINING, SIZE, 8BITMIME,
-//! dot-stuffing, several transactions on one connection, QUIT). What it
-//! delivered to alice@example.test must be in her Maildir, byte for byte.
+//! dot-stuffing, several transactions on one connection, QUIT, and
+//! STARTTLS through the core's TLS client). What it delivered to
+//! alice@example.test must be in her Maildir, byte for byte.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hato_core::policy::ListenerKind;
 use hato_core::smtp::client::{
     ClientConfig, ClientEvent, ClientSession, CloseReason, Failure, Outcome, Transaction,
 };
+use hato_core::tls::{client_config, TimeProvider, TlsStream, TlsTime};
 use hato_spec_tests::maildir::{crlf_to_lf, split_delivered};
 use hato_spec_tests::server::{Binary, DataDir, Server};
 
@@ -29,17 +32,79 @@ struct Message {
     body: Vec<u8>,
 }
 
+#[derive(Debug)]
+struct Clock;
+
+impl TimeProvider for Clock {
+    fn current_time(&self) -> Option<TlsTime> {
+        let d = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        Some(TlsTime::since_unix_epoch(d))
+    }
+}
+
+/// The connection: plaintext, or TLS after STARTTLS.
+struct Wire {
+    stream: TcpStream,
+    tls: Option<TlsStream>,
+    /// The handshake has not been reported to the session yet.
+    handshaking: bool,
+}
+
+impl Wire {
+    /// Writes the session's bytes (encrypted when TLS runs) and whatever
+    /// TLS itself has to send.
+    fn write(&mut self, plain: &mut Vec<u8>) {
+        match &mut self.tls {
+            None => self.stream.write_all(plain).unwrap(),
+            Some(tls) => {
+                if !plain.is_empty() {
+                    tls.write_plaintext(plain).unwrap();
+                }
+                let mut cipher = Vec::new();
+                tls.poll_ciphertext(&mut cipher);
+                self.stream.write_all(&cipher).unwrap();
+            }
+        }
+        plain.clear();
+    }
+
+    /// Takes bytes read from the socket; plaintext goes to `inbuf`.
+    fn read(&mut self, bytes: &[u8], inbuf: &mut Vec<u8>) {
+        match &mut self.tls {
+            None => inbuf.extend_from_slice(bytes),
+            Some(tls) => tls.read_ciphertext(bytes, inbuf).unwrap(),
+        }
+    }
+}
+
 /// Drives a client session over TCP to `addr`: sends `messages` in turn on
 /// one connection, then QUIT. Returns the outcomes of each transaction and
 /// why the session closed.
 fn deliver(addr: SocketAddr, messages: Vec<Message>) -> (Vec<Vec<Outcome>>, CloseReason) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    deliver_with(addr, messages, false).0
+}
+
+/// As [`deliver`], with STARTTLS when `starttls`; also tells whether the
+/// session ended inside TLS.
+fn deliver_with(
+    addr: SocketAddr,
+    messages: Vec<Message>,
+    starttls: bool,
+) -> ((Vec<Vec<Outcome>>, CloseReason), bool) {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     stream.set_nodelay(true).unwrap();
     stream
         .set_write_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let mut wire = Wire {
+        stream,
+        tls: None,
+        handshaking: false,
+    };
     let start = Instant::now();
-    let mut session = ClientSession::new(ClientConfig::new("client.example.test"), start);
+    let mut cfg = ClientConfig::new("client.example.test");
+    cfg.starttls = starttls;
+    let mut session = ClientSession::new(cfg, start);
     let mut queue = messages.into_iter();
     let mut current: Option<Vec<u8>> = None;
     let mut results = Vec::new();
@@ -49,10 +114,8 @@ fn deliver(addr: SocketAddr, messages: Vec<Message>) -> (Vec<Vec<Outcome>>, Clos
     loop {
         assert!(start.elapsed() < TALK_TIMEOUT, "conversation too slow");
         // 1. Transmits.
-        if session.poll_transmit(&mut out) > 0 {
-            stream.write_all(&out).unwrap();
-            out.clear();
-        }
+        let _ = session.poll_transmit(&mut out);
+        wire.write(&mut out);
         // 2. Events.
         let mut acted = false;
         while let Some(ev) = session.poll_event() {
@@ -79,19 +142,25 @@ fn deliver(addr: SocketAddr, messages: Vec<Message>) -> (Vec<Vec<Outcome>>, Clos
                             let n = session.push_body(Instant::now(), rest).unwrap();
                             rest = &rest[n..];
                             if session.poll_transmit(&mut out) > 0 {
-                                stream.write_all(&out).unwrap();
-                                out.clear();
+                                wire.write(&mut out);
                             }
                         }
                     }
                     session.end_body(Instant::now()).unwrap();
                 }
                 ClientEvent::RecipientResult { .. } => {}
+                ClientEvent::StartTls => {
+                    // Nothing read before the handshake is trusted.
+                    inbuf.clear();
+                    let cfg = client_config(Arc::new(Clock)).unwrap();
+                    wire.tls = Some(TlsStream::client(cfg, "mail.example.test").unwrap());
+                    wire.handshaking = true;
+                    wire.write(&mut out);
+                }
                 ClientEvent::Closed { reason } => {
-                    if session.poll_transmit(&mut out) > 0 {
-                        stream.write_all(&out).unwrap();
-                    }
-                    return (results, reason);
+                    let _ = session.poll_transmit(&mut out);
+                    wire.write(&mut out);
+                    return ((results, reason), session.is_tls());
                 }
             }
         }
@@ -116,10 +185,18 @@ fn deliver(addr: SocketAddr, messages: Vec<Message>) -> (Vec<Vec<Outcome>>, Clos
             session.handle_timeout(Instant::now());
             continue;
         }
-        stream.set_read_timeout(Some(wait)).unwrap();
-        match stream.read(&mut buf) {
+        wire.stream.set_read_timeout(Some(wait)).unwrap();
+        match wire.stream.read(&mut buf) {
             Ok(0) => session.handle_eof(Instant::now()),
-            Ok(n) => inbuf.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                wire.read(&buf[..n], &mut inbuf);
+                let done = wire.tls.as_ref().is_some_and(TlsStream::is_established);
+                if wire.handshaking && done {
+                    wire.handshaking = false;
+                    session.tls_established(Instant::now()).unwrap();
+                }
+                wire.write(&mut out);
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -242,4 +319,47 @@ fn client_delivers_to_hato() {
 #[test]
 fn client_delivers_to_hato_smol() {
     run(Binary::HatoSmol);
+}
+
+/// The client with STARTTLS on: it upgrades, says EHLO again inside TLS,
+/// and delivers; the server logs the handshake.
+fn run_starttls(binary: Binary) {
+    let data = DataDir::new(&format!("client-tls-{}", binary.name())).unwrap();
+    let server = Server::start_with(binary, data.clone(), &[]).unwrap();
+    let addr = server.addr(ListenerKind::Smtp).unwrap();
+    let body = b"Subject: over TLS\r\n\r\nsecret\r\n".to_vec();
+    let messages = vec![Message {
+        tx: Transaction {
+            from: "<bob@example.org>".into(),
+            recipients: vec!["<alice@example.test>".into()],
+            size: body.len() as u64,
+            body_8bit: false,
+        },
+        body: body.clone(),
+    }];
+    let ((results, reason), tls) = deliver_with(addr, messages, true);
+    assert_eq!(reason, CloseReason::Quit, "{}", server.log_text());
+    assert!(tls, "the session ended inside TLS");
+    assert!(
+        matches!(&results[0][..], [Outcome::Delivered { .. }]),
+        "{results:?}"
+    );
+    assert_eq!(
+        wait_delivered(&data, "alice@example.test", 1),
+        [crlf_to_lf(&body)]
+    );
+    assert_eq!(server.wait_events("starttls", 1).len(), 1);
+    assert_eq!(server.wait_events("tls", 1).len(), 1);
+    let helos = server.wait_events("helo", 2);
+    assert_eq!(helos.len(), 2, "EHLO again after TLS");
+}
+
+#[test]
+fn client_starttls_to_hato() {
+    run_starttls(Binary::Hato);
+}
+
+#[test]
+fn client_starttls_to_hato_smol() {
+    run_starttls(Binary::HatoSmol);
 }

@@ -51,10 +51,14 @@ pub(super) fn explain(cfg: &Config) -> String {
         format_duration(cfg.timeouts.data)
     ));
     line(format!(
-        "Listening: SMTP on {}; submission (authentication required before MAIL) on {}.",
+        "Listening: SMTP on {}; submission (authentication required before MAIL) on {}; \
+         submission over implicit TLS on {}.",
         addrs(&cfg.listen.smtp),
-        addrs(&cfg.listen.submission)
+        addrs(&cfg.listen.submission),
+        addrs(&cfg.listen.submissions)
     ));
+    line(tls(cfg));
+    line(auth(cfg));
     line(aliases(cfg));
     line("VRFY reveals nothing (252) and EXPN is disabled (502).".into());
     for l in defences(cfg) {
@@ -72,6 +76,45 @@ pub(super) fn explain(cfg: &Config) -> String {
         line(format!("Warning: {w}"));
     }
     out
+}
+
+/// Where the TLS certificate comes from.
+fn tls(cfg: &Config) -> String {
+    let source = match (&cfg.tls.certificate, &cfg.tls.key) {
+        (Some(c), Some(k)) => format!(
+            "the certificate in {} with the key in {}",
+            c.display(),
+            k.display()
+        ),
+        _ => format!(
+            "a self-signed certificate that hato generates in {} on first start \
+             (tls.certificate and tls.key are not set)",
+            cfg.data_dir.join("tls").display()
+        ),
+    };
+    format!(
+        "TLS: STARTTLS is offered on SMTP and submission, and used from the first byte on \
+         implicit-TLS submission, with {source}."
+    )
+}
+
+/// SMTP AUTH and the submission rules.
+fn auth(cfg: &Config) -> String {
+    let l = &cfg.limits;
+    format!(
+        "Authentication: AUTH PLAIN and LOGIN against the users file, offered only inside TLS \
+         (and in plain text only on submission to loopback clients; never on the SMTP port \
+         without TLS). If the users file cannot be read, AUTH fails (454) and nobody relays. \
+         After {} failed attempts in {} from one address or for one user name, AUTH is \
+         refused (421) until the window passes. An authenticated user may relay, but may send \
+         only as their own address or an alias pointing to them (envelope and From:, else \
+         553 5.7.1), at most {} messages in {} (then 451 4.7.1); submitted messages without \
+         Message-ID or Date get them.",
+        l.auth_failures.count,
+        format_duration(l.auth_failures.per),
+        l.messages_per_user.count,
+        format_duration(l.messages_per_user.per)
+    )
 }
 
 /// DNS block lists and the DNS servers hato asks.
@@ -190,7 +233,7 @@ fn relay(cfg: &Config) -> String {
     };
     format!(
         "{who} Everyone else may only send to the domains above. Authenticated users may relay \
-         (once AUTH is available).{backup}"
+         (SMTP AUTH).{backup}"
     )
 }
 
@@ -449,9 +492,12 @@ pub(super) fn warnings(cfg: &Config) -> Vec<String> {
             format_duration(g.retry_window)
         ));
     }
-    if cfg.listen.smtp.is_empty() && cfg.listen.submission.is_empty() {
+    if cfg.listen.smtp.is_empty()
+        && cfg.listen.submission.is_empty()
+        && cfg.listen.submissions.is_empty()
+    {
         w.push(
-            "listen.smtp and listen.submission are both empty; hato will accept no connections."
+            "listen.smtp, listen.submission and listen.submissions are all empty; hato will accept no connections."
                 .into(),
         );
     }
@@ -491,7 +537,10 @@ mod tests {
             "Messages larger than 10M (10485760 bytes) are refused; at most 100 recipients",
             "Connections: at most 200 in all, 10 per client address.",
             "Timeouts: 5m waiting for a command, 5m waiting for message data.",
-            "Listening: SMTP on 127.0.0.1:2525; submission (authentication required before MAIL) on 127.0.0.1:2587.",
+            "Listening: SMTP on 127.0.0.1:2525; submission (authentication required before MAIL) on 127.0.0.1:2587; submission over implicit TLS on no address (disabled).",
+            "with a self-signed certificate that hato generates in hato-data/tls on first start",
+            "After 5 failed attempts in 10m from one address or for one user name",
+            "at most 100 messages in 1h (then 451 4.7.1)",
             "Aliases: abuse@ every local domain → alice@example.org.",
             "VRFY reveals nothing (252) and EXPN is disabled (502).",
         ] {
@@ -665,8 +714,8 @@ mod tests {
         assert!(text.contains("SMTP on no address (disabled)"));
         assert!(text.contains("Aliases: none."));
         c.listen.submission.clear();
-        assert!(c
-            .explain()
-            .contains("Warning: listen.smtp and listen.submission are both empty"));
+        assert!(c.explain().contains(
+            "Warning: listen.smtp, listen.submission and listen.submissions are all empty"
+        ));
     }
 }

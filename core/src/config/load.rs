@@ -35,6 +35,7 @@ pub(super) fn defaults(hostname: &str) -> Config {
         listen: Listen {
             smtp: vec![(Ipv4Addr::LOCALHOST, 2525).into()],
             submission: vec![(Ipv4Addr::LOCALHOST, 2587).into()],
+            submissions: Vec::new(),
         },
         relay: Relay {
             trusted_networks: vec![loopback_v4, IpNet::host(Ipv6Addr::LOCALHOST.into())],
@@ -48,6 +49,7 @@ pub(super) fn defaults(hostname: &str) -> Config {
         greylisting: Greylisting::default(),
         delivery: super::Delivery::default(),
         dkim: super::Dkim::default(),
+        tls: super::Tls::default(),
     }
 }
 
@@ -144,12 +146,8 @@ fn build(mut raw: RawConfig, text: &str, ov: &Overrides) -> Result<Config, Confi
         (None, None) => {}
     }
 
-    listeners(
-        raw.listen.smtp,
-        raw.listen.submission,
-        text,
-        &mut cfg.listen,
-    )?;
+    listeners(raw.listen, text, &mut cfg.listen)?;
+    tls(raw.tls, text, &mut cfg.tls)?;
     if let Some(nets) = raw.relay.trusted_networks {
         cfg.relay.trusted_networks = nets
             .into_inner()
@@ -307,6 +305,12 @@ fn limits(raw: &RawLimits, text: &str, out: &mut Limits) -> Result<(), ConfigErr
     if let Some(v) = &raw.messages_per_host {
         out.messages_per_host = v.get_ref().0;
     }
+    if let Some(v) = &raw.auth_failures {
+        out.auth_failures = v.get_ref().0;
+    }
+    if let Some(v) = &raw.messages_per_user {
+        out.messages_per_user = v.get_ref().0;
+    }
     // Zero is allowed for these: no cool-down (only the rate itself), no
     // penalty, no duplicate suppression, no greeting pause.
     for (value, slot) in [
@@ -435,12 +439,7 @@ fn greylisting(raw: &RawGreylisting, text: &str, out: &mut Greylisting) -> Resul
 /// Takes the listener lists; refuses an address given twice, and one that
 /// an unspecified address (`0.0.0.0`, `::`) on the same port already covers.
 /// Port 0 (any free port) never clashes.
-fn listeners(
-    smtp: Option<Spanned<List<Listener>>>,
-    submission: Option<Spanned<List<Listener>>>,
-    text: &str,
-    out: &mut Listen,
-) -> Result<(), ConfigError> {
+fn listeners(raw: super::raw::RawListen, text: &str, out: &mut Listen) -> Result<(), ConfigError> {
     let mut seen: Vec<(SocketAddr, usize)> = Vec::new();
     let mut check = |key: &str, list: Option<Spanned<List<Listener>>>| {
         let Some(list) = list else {
@@ -466,13 +465,39 @@ fn listeners(
         }
         Ok(Some(addrs))
     };
-    if let Some(a) = check("listen.smtp", smtp)? {
+    if let Some(a) = check("listen.smtp", raw.smtp)? {
         out.smtp = a;
     }
-    if let Some(a) = check("listen.submission", submission)? {
+    if let Some(a) = check("listen.submission", raw.submission)? {
         out.submission = a;
     }
+    if let Some(a) = check("listen.submissions", raw.submissions)? {
+        out.submissions = a;
+    }
     Ok(())
+}
+
+/// Takes `tls.certificate` and `tls.key`: both or neither.
+fn tls(raw: super::raw::RawTls, text: &str, out: &mut super::Tls) -> Result<(), ConfigError> {
+    match (raw.certificate, raw.key) {
+        (None, None) => Ok(()),
+        (Some(c), Some(k)) => {
+            for (key, v) in [("tls.certificate", &c), ("tls.key", &k)] {
+                if v.get_ref().0.is_empty() {
+                    let msg = "is empty; write the path of a PEM file".into();
+                    return Err(ConfigError::at(text, v.span(), key, msg));
+                }
+            }
+            out.certificate = Some(PathBuf::from(c.into_inner().0));
+            out.key = Some(PathBuf::from(k.into_inner().0));
+            Ok(())
+        }
+        (Some(v), None) | (None, Some(v)) => {
+            let msg = "needs its partner: write both tls.certificate and tls.key, or neither                        (then hato generates a self-signed certificate in data_dir/tls/)"
+                .into();
+            Err(ConfigError::at(text, v.span(), "tls", msg))
+        }
+    }
 }
 
 fn clashes(a: SocketAddr, b: SocketAddr) -> bool {

@@ -86,6 +86,19 @@ pub struct Config {
     pub delivery: Delivery,
     /// DKIM signing of outgoing mail.
     pub dkim: Dkim,
+    /// The server's TLS certificate.
+    pub tls: Tls,
+}
+
+/// The `[tls]` table: the certificate for STARTTLS and implicit TLS.
+/// Without both paths, `hato serve` generates a self-signed certificate
+/// into `data_dir/tls/` on first start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM file with the certificate chain, leaf first.
+    pub certificate: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 /// A rate: `count` events per `per` (written `20/5s`).
@@ -270,6 +283,8 @@ pub struct Listen {
     /// Submission listeners (RFC 6409; AUTH required before MAIL).
     /// Default `127.0.0.1:2587`.
     pub submission: Vec<SocketAddr>,
+    /// Submission over implicit TLS (RFC 8314, port 465). Default: none.
+    pub submissions: Vec<SocketAddr>,
 }
 
 /// The `[relay]` table.
@@ -317,6 +332,12 @@ pub struct Limits {
     /// Window in which the same Message-ID to the same recipient is
     /// delivered once (mail bombs by repetition). Default 1d.
     pub duplicate_window: Duration,
+    /// Failed AUTH attempts allowed per client address and per user name;
+    /// past it AUTH gets 421 until the window has passed. Default 5/10m.
+    pub auth_failures: Rate,
+    /// Messages an authenticated user may send; past it MAIL gets
+    /// 451 4.7.1. Default 100/1h.
+    pub messages_per_user: Rate,
 }
 
 /// The `[timeouts]` table.
@@ -356,6 +377,14 @@ impl Default for Limits {
             bad_recipients_limit: 10,
             bad_recipients_penalty: Duration::from_secs(600),
             duplicate_window: Duration::from_secs(86_400),
+            auth_failures: Rate {
+                count: 5,
+                per: Duration::from_secs(600),
+            },
+            messages_per_user: Rate {
+                count: 100,
+                per: Duration::from_secs(3600),
+            },
         }
     }
 }

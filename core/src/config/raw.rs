@@ -13,7 +13,7 @@ use super::{LocalMethod, MailboxOwner};
 
 /// The keys of each table, for the message about an unknown key. A unit
 /// test checks them against the structs below.
-pub(super) const TABLES: [(&str, &[&str]); 10] = [
+pub(super) const TABLES: [(&str, &[&str]); 11] = [
     (
         "",
         &[
@@ -32,9 +32,10 @@ pub(super) const TABLES: [(&str, &[&str]); 10] = [
             "delivery",
             "routes",
             "dkim",
+            "tls",
         ],
     ),
-    ("listen", &["smtp", "submission"]),
+    ("listen", &["smtp", "submission", "submissions"]),
     ("relay", &["trusted_networks", "relay_to"]),
     (
         "limits",
@@ -52,6 +53,8 @@ pub(super) const TABLES: [(&str, &[&str]); 10] = [
             "bad_recipients_limit",
             "bad_recipients_penalty",
             "duplicate_window",
+            "auth_failures",
+            "messages_per_user",
         ],
     ),
     ("timeouts", &["command", "data"]),
@@ -79,11 +82,12 @@ pub(super) const TABLES: [(&str, &[&str]); 10] = [
         ],
     ),
     ("dkim", &["enabled", "selector", "algorithm", "keys"]),
+    ("tls", &["certificate", "key"]),
 ];
 
 /// Keys of DESIGN.md §3 that later versions will implement. Refused, as
 /// silently ignoring e.g. a deny list would be a security hazard.
-pub(super) const NOT_YET: [&str; 1] = ["listen.submissions"];
+pub(super) const NOT_YET: [&str; 0] = [];
 
 /// The whole file.
 #[derive(Default, Deserialize)]
@@ -115,6 +119,8 @@ pub(super) struct RawConfig {
     pub(super) routes: Routes,
     #[serde(default)]
     pub(super) dkim: super::dkim::RawDkim,
+    #[serde(default)]
+    pub(super) tls: RawTls,
 }
 
 #[derive(Default, Deserialize)]
@@ -125,6 +131,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawListen {
     pub(super) smtp: Option<Spanned<List<Listener>>>,
     pub(super) submission: Option<Spanned<List<Listener>>>,
+    pub(super) submissions: Option<Spanned<List<Listener>>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -156,6 +163,8 @@ pub(super) struct RawLimits {
     pub(super) bad_recipients_limit: Option<Spanned<Count>>,
     pub(super) bad_recipients_penalty: Option<Spanned<Dur>>,
     pub(super) duplicate_window: Option<Spanned<Dur>>,
+    pub(super) auth_failures: Option<Spanned<RateLeaf>>,
+    pub(super) messages_per_user: Option<Spanned<RateLeaf>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -219,6 +228,16 @@ pub(super) struct RawDelivery {
     pub(super) timeout: Option<Spanned<Dur>>,
     pub(super) local: Option<LocalMethod>,
     pub(super) mailbox_owner: Option<MailboxOwner>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table: [tls] on a line of its own, then its keys below it"
+)]
+pub(super) struct RawTls {
+    pub(super) certificate: Option<Spanned<Text>>,
+    pub(super) key: Option<Spanned<Text>>,
 }
 
 #[cfg(test)]

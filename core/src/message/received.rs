@@ -1,6 +1,7 @@
 //! The Received: trace header of RFC 5321 §4.4 (syntax of §4.4 `Time-stamp-line`):
 //! `from` the HELO name and the client's IP, `by` our host name, `with`
-//! SMTP / ESMTP (RFC 3848 protocol types), `id` the queue id, `for` the
+//! SMTP / ESMTP / ESMTPS / ESMTPA / ESMTPSA (RFC 3848 protocol types: S
+//! for TLS, A for an authenticated client), `id` the queue id, `for` the
 //! single recipient when there is only one, and the date.
 
 use std::fmt::Write as _;
@@ -19,6 +20,10 @@ pub struct ReceivedInfo<'a> {
     pub hostname: &'a str,
     /// Whether the client used EHLO (ESMTP) or HELO (SMTP).
     pub extended: bool,
+    /// The session ran inside TLS (`ESMTPS`).
+    pub tls: bool,
+    /// The client had authenticated (`ESMTPA`).
+    pub authenticated: bool,
     /// The queue id.
     pub queue_id: &'a str,
     /// The recipient, when the message has exactly one.
@@ -39,7 +44,7 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
         h,
         "Received: from {helo} ([{ip}])\r\n\tby {} with {} id {}",
         info.hostname,
-        if info.extended { "ESMTP" } else { "SMTP" },
+        protocol(info),
         info.queue_id
     );
     if let Some(rcpt) = info.single_recipient {
@@ -47,6 +52,17 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
     }
     let _ = write!(h, ";\r\n\t{}\r\n", info.date.rfc5322());
     h
+}
+
+/// The RFC 3848 protocol type; its S and A qualify ESMTP only.
+fn protocol(info: &ReceivedInfo<'_>) -> &'static str {
+    match (info.extended, info.tls, info.authenticated) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    }
 }
 
 /// Keeps a client-supplied word from breaking the header: printable ASCII
@@ -76,6 +92,8 @@ mod tests {
                 .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
             hostname: "mail.example.test",
             extended: true,
+            tls: false,
+            authenticated: false,
             queue_id: "ABC123",
             single_recipient: Some("alice@example.test"),
             date: UnixTime(0),
@@ -95,6 +113,8 @@ mod tests {
                 .unwrap_or(std::net::Ipv6Addr::LOCALHOST.into()),
             hostname: "h",
             extended: false,
+            tls: false,
+            authenticated: false,
             queue_id: "Q",
             single_recipient: None,
             date: UnixTime(0),

@@ -2,13 +2,17 @@
 //! the mailbox directory and the client. Each refusal carries a
 //! [`RefuseReason`](crate::refusal::RefuseReason) that is logged.
 
+mod auth_limits;
 mod connections;
 pub mod deny;
 mod recipient;
+mod sender;
 pub mod state;
 
+pub use auth_limits::AuthLimits;
 pub use connections::ConnectionTable;
 pub use recipient::{check_recipient, Destination};
+pub use sender::user_owns;
 pub use state::{PolicySettings, PolicyState};
 
 use std::net::IpAddr;
@@ -20,6 +24,9 @@ pub enum ListenerKind {
     Smtp,
     /// Message submission (RFC 6409): authentication required before MAIL.
     Submission,
+    /// Submission over implicit TLS (RFC 8314 §3.3, port 465):
+    /// TLS from the first byte, authentication required before MAIL.
+    Submissions,
 }
 
 impl ListenerKind {
@@ -28,6 +35,7 @@ impl ListenerKind {
         match self {
             Self::Smtp => "smtp",
             Self::Submission => "submission",
+            Self::Submissions => "submissions",
         }
     }
 }

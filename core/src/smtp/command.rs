@@ -39,8 +39,17 @@ pub enum Command<'a> {
     Expn(&'a str),
     /// `HELP [string]`
     Help(Option<&'a str>),
+    /// `STARTTLS` (RFC 3207 §4).
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
+    Auth {
+        /// The SASL mechanism name, as written.
+        mechanism: &'a str,
+        /// The base64 initial response (`=` for an empty one).
+        initial: Option<&'a str>,
+    },
     /// A command defined by an RFC that hato does not implement (TURN, SEND,
-    /// SOML, SAML, ETRN, ATRN, BDAT, STARTTLS, AUTH): answered with 502.
+    /// SOML, SAML, ETRN, ATRN, BDAT): answered with 502.
     NotImplemented(&'a str),
 }
 

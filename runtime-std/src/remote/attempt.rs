@@ -15,6 +15,7 @@
 //! and fails at once (RFC 5321 §6.3).
 
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hato_core::config::Config;
@@ -22,7 +23,8 @@ use hato_core::dns::Rng;
 use hato_core::message::count_received;
 use hato_core::policy::Destination;
 use hato_core::queue::{route, AttemptResult, QueueEnvelope, Work};
-use hato_core::smtp::client::{ClientConfig, Failure, Outcome, Timeouts, Transaction};
+use hato_core::smtp::client::{ClientConfig, CloseReason, Failure, Outcome, Timeouts, Transaction};
+use hato_core::tls;
 
 use super::pool::Pool;
 use super::resolve::{candidates, LazyDns};
@@ -40,10 +42,13 @@ const MAX_HEADER_BLOCK: u64 = 256 * 1024;
 /// What every attempt shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) store: std::sync::Arc<Store>,
-    pub(crate) cfg: std::sync::Arc<Config>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) cfg: Arc<Config>,
     pub(crate) dns: LazyDns,
     pub(crate) pool: Pool,
+    /// The TLS client for opportunistic STARTTLS; `None` if rustls could
+    /// not be set up (then mail goes in plaintext, as before STARTTLS).
+    pub(crate) tls: Option<Arc<tls::ClientConfig>>,
 }
 
 /// What became of one recipient, with what the log and the bounce need.
@@ -57,6 +62,8 @@ struct Result1 {
     relay: Option<String>,
     /// The server's reply when it took the message.
     reply: Option<String>,
+    /// The TLS version, when the connection used STARTTLS.
+    tls: Option<String>,
 }
 
 /// Runs `work` and returns each recipient's result, recorded and logged.
@@ -85,6 +92,7 @@ fn all(work: &Work, result: &AttemptResult) -> Vec<Result1> {
             mta: None,
             relay: None,
             reply: None,
+            tls: None,
         })
         .collect()
 }
@@ -185,25 +193,63 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
         .map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT));
     let mut last = String::from("no address to try");
     for host in hosts {
-        let mut wire =
-            match Wire::connect(host.addr, &host.name, client_cfg.clone(), connect_timeout) {
-                Ok(wire) => wire,
-                Err(e) => {
-                    last = format!("4.4.1 {}[{}]: {e}", host.name, host.addr);
-                    log::Line::new("connect-failed")
-                        .kv("id", &work.id)
-                        .kv("relay", format!("{}[{}]", host.name, host.addr))
-                        .kv("reason", e.to_string())
-                        .emit();
-                    continue;
-                }
-            };
+        let relay = format!("{}[{}]", host.name, host.addr);
+        let connected = Wire::connect(
+            host.addr,
+            &host.name,
+            client_cfg.clone(),
+            shared.tls.as_ref(),
+            connect_timeout,
+        );
+        let connected = match connected {
+            // Opportunistic TLS: a failed handshake is logged, and the same
+            // host is tried again in plaintext (no policy requires TLS).
+            Err(WireError::Closed(CloseReason::TlsFailed)) => {
+                log::Line::new("tls-failed")
+                    .kv("id", &work.id)
+                    .kv("relay", &relay)
+                    .kv(
+                        "reason",
+                        "STARTTLS handshake failed; trying again without TLS",
+                    )
+                    .emit();
+                Wire::connect(
+                    host.addr,
+                    &host.name,
+                    client_cfg.clone(),
+                    None,
+                    connect_timeout,
+                )
+            }
+            other => other,
+        };
+        let mut wire = match connected {
+            Ok(wire) => wire,
+            Err(e) => {
+                last = format!("4.4.1 {relay}: {e}");
+                log::Line::new("connect-failed")
+                    .kv("id", &work.id)
+                    .kv("relay", &relay)
+                    .kv("reason", e.to_string())
+                    .emit();
+                continue;
+            }
+        };
         match transact(shared, work, &env, &tx, &mut wire) {
             Ok(results) => {
                 park(shared, &work.destination, wire, &results);
                 return results;
             }
-            Err(e) => last = format!("4.4.2 {}: {e}", wire.peer),
+            Err(e) => {
+                // The host went away before any of the message did: the
+                // next one is tried now; say why this one was left.
+                last = format!("4.4.2 {}: {e}", wire.peer);
+                log::Line::new("host-skipped")
+                    .kv("id", &work.id)
+                    .kv("relay", &wire.peer)
+                    .kv("reason", e.to_string())
+                    .emit();
+            }
         }
     }
     all(work, &AttemptResult::HostFailed(last))
@@ -287,6 +333,7 @@ fn transact(
                 mta: answered.then(|| wire.mta.clone()),
                 relay: Some(wire.peer.clone()),
                 reply: matches!(outcome, Outcome::Delivered { .. }).then(|| outcome_text(&outcome)),
+                tls: wire.tls_info.as_ref().map(|i| i.version.clone()),
             }
         })
         .collect())
@@ -347,6 +394,7 @@ fn record(shared: &Shared, work: &Work, to: &str, r: Result1) -> AttemptResult {
                 .kv("to", to)
                 .opt("relay", r.relay.as_deref())
                 .opt("reply", r.reply.as_deref().map(one_line))
+                .opt("tls", r.tls.as_deref())
                 .emit();
             r.result
         }

@@ -22,10 +22,12 @@
 //! request go on only once no attempt for it runs (so a recipient is never
 //! both delivered and reported failed), and a flush makes everything due.
 //!
-//! Log lines: `event=deliver id= to= relay= reply=`, `event=defer id= to=
-//! relay= reason=`, `event=bounce id= to= reason=` (failed for good),
-//! `event=connect-failed id= relay= reason=`, and `event=report` from the
-//! reports.
+//! Log lines: `event=deliver id= to= relay= reply= tls=`, `event=defer id=
+//! to= relay= reason=`, `event=bounce id= to= reason=` (failed for good),
+//! `event=connect-failed id= relay= reason=` and `event=host-skipped id=
+//! relay= reason=` (the next host is tried), `event=tls-failed id= relay=`
+//! (STARTTLS failed; the host is tried again in plaintext), and
+//! `event=report` from the reports.
 
 mod attempt;
 mod pool;
@@ -48,6 +50,7 @@ use hato_core::time::UnixTime;
 use crate::log;
 use crate::reports::{self, Finished};
 use crate::store::{RecordedFailure, Store};
+use crate::tls_files::SystemClock;
 
 use attempt::Shared;
 use pool::Pool;
@@ -104,11 +107,23 @@ impl RemoteHandle {
     /// The thread cannot be started.
     pub fn spawn(store: Arc<Store>, cfg: Arc<Config>, submit: Submit) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel();
+        let tls = match hato_core::tls::client_config(Arc::new(SystemClock)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::Line::new("error")
+                    .kv("what", "tls-client")
+                    .kv("reason", e.to_string())
+                    .kv("effect", "remote delivery sends without STARTTLS")
+                    .emit();
+                None
+            }
+        };
         let shared = Arc::new(Shared {
             dns: LazyDns::new(cfg.delivery.dns_servers.clone()),
             store,
             cfg,
             pool: Pool::default(),
+            tls,
         });
         let role = Role {
             sched: Scheduler::new(Settings::from_config(&shared.cfg.delivery)),

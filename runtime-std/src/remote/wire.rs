@@ -5,14 +5,24 @@
 //! [`Wire::connect`] waits for the greeting and EHLO; [`Wire::send`] runs
 //! one transaction and leaves the connection idle, so the caller may send
 //! another message on it (connection reuse) or [`Wire::quit`].
+//!
+//! With a TLS client configuration, the session uses STARTTLS when the
+//! server offers it (RFC 3207; opportunistic, RFC 7435): after the 220 the
+//! bytes go through `hato_core::tls::TlsStream`, and the session starts
+//! again with EHLO inside TLS. A failed handshake ends the connection
+//! ([`CloseReason::TlsFailed`]); the caller then tries the same host again
+//! in plaintext.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use hato_core::smtp::client::{
     ClientConfig, ClientEvent, ClientSession, CloseReason, Failure, Outcome, Transaction,
 };
+use hato_core::tls::{self, TlsInfo, TlsStream};
 
 /// The most a read takes from the socket at once.
 const READ_CHUNK: usize = 16 * 1024;
@@ -29,8 +39,12 @@ pub(crate) struct Wire {
     pub(crate) peer: String,
     /// The server's host name, as the DSN's `Remote-MTA` names it.
     pub(crate) mta: String,
+    /// What TLS agreed on, once STARTTLS succeeded.
+    pub(crate) tls_info: Option<TlsInfo>,
+    tls: Option<TlsStream>,
     inbuf: Vec<u8>,
     out: Vec<u8>,
+    cipher: Vec<u8>,
 }
 
 /// Why a connection could not be used.
@@ -63,6 +77,7 @@ pub(crate) fn close_text(r: &CloseReason) -> String {
         CloseReason::Timeout(stage) => format!("timeout waiting for {}", stage.as_str()),
         CloseReason::Protocol(e) => format!("protocol error: {e}"),
         CloseReason::PeerClosed => "the server closed the connection".into(),
+        CloseReason::TlsFailed => "the TLS handshake after STARTTLS failed".into(),
     }
 }
 
@@ -78,11 +93,13 @@ pub(crate) struct Sent {
 
 impl Wire {
     /// Connects to `addr` and waits until the session is ready (greeting
-    /// and EHLO / HELO done).
+    /// and EHLO / HELO done, and STARTTLS when `tls` is given and the
+    /// server offers it).
     pub(crate) fn connect(
         addr: SocketAddr,
         name: &str,
-        cfg: ClientConfig,
+        mut cfg: ClientConfig,
+        tls: Option<&Arc<tls::ClientConfig>>,
         connect_timeout: Duration,
     ) -> Result<Self, WireError> {
         let stream = TcpStream::connect_timeout(&addr, connect_timeout)
@@ -91,13 +108,17 @@ impl Wire {
         stream
             .set_write_timeout(Some(WRITE_TIMEOUT))
             .map_err(|e| WireError::Io(e.to_string()))?;
+        cfg.starttls = tls.is_some();
         let mut wire = Self {
             stream,
             session: ClientSession::new(cfg, Instant::now()),
             peer: format!("{name}[{}]:{}", addr.ip(), addr.port()),
             mta: name.to_owned(),
+            tls_info: None,
+            tls: None,
             inbuf: Vec::new(),
             out: Vec::new(),
+            cipher: Vec::new(),
         };
         loop {
             wire.flush()?;
@@ -107,8 +128,41 @@ impl Wire {
                     let _ = wire.flush();
                     return Err(WireError::Closed(reason));
                 }
+                Some(ClientEvent::StartTls) => {
+                    let Some(config) = tls else {
+                        return Err(WireError::Io("STARTTLS without a TLS setup".into()));
+                    };
+                    wire.start_tls(config, name, addr)?;
+                }
                 Some(_) => {}
                 None => wire.read_some()?,
+            }
+        }
+    }
+
+    /// Starts the TLS client after the server's 220 to STARTTLS; what the
+    /// server sent behind the 220 in plaintext is dropped.
+    fn start_tls(
+        &mut self,
+        config: &Arc<tls::ClientConfig>,
+        name: &str,
+        addr: SocketAddr,
+    ) -> Result<(), WireError> {
+        self.inbuf.clear();
+        // SNI names the host; an address route has no name to send.
+        let server_name = if name.parse::<std::net::IpAddr>().is_ok() {
+            addr.ip().to_string()
+        } else {
+            name.to_owned()
+        };
+        match TlsStream::client(Arc::clone(config), &server_name) {
+            Ok(t) => {
+                self.tls = Some(t);
+                self.flush()
+            }
+            Err(_) => {
+                let _ = self.session.tls_failed(Instant::now());
+                Ok(())
             }
         }
     }
@@ -213,11 +267,25 @@ impl Wire {
         Ok(())
     }
 
-    /// Writes out what the session has to send.
+    /// Writes out what the session has to send (encrypted once TLS runs,
+    /// with what the handshake itself has to send).
     fn flush(&mut self) -> Result<(), WireError> {
-        if self.session.poll_transmit(&mut self.out) > 0 {
-            let r = self.stream.write_all(&self.out);
-            self.out.clear();
+        let _ = self.session.poll_transmit(&mut self.out);
+        let bytes = match &mut self.tls {
+            Some(t) => {
+                if !self.out.is_empty() {
+                    let r = t.write_plaintext(&self.out);
+                    self.out.clear();
+                    r.map_err(|e| WireError::Io(e.to_string()))?;
+                }
+                t.poll_ciphertext(&mut self.cipher);
+                &mut self.cipher
+            }
+            None => &mut self.out,
+        };
+        if !bytes.is_empty() {
+            let r = self.stream.write_all(bytes);
+            bytes.clear();
             r.map_err(|e| WireError::Io(e.to_string()))?;
         }
         Ok(())
@@ -250,10 +318,30 @@ impl Wire {
                 self.session.handle_eof(Instant::now());
                 Ok(())
             }
-            Ok(n) => {
-                self.inbuf.extend_from_slice(&buf[..n]);
-                Ok(())
-            }
+            Ok(n) => match &mut self.tls {
+                None => {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                    Ok(())
+                }
+                Some(t) => {
+                    let read = t.read_ciphertext(&buf[..n], &mut self.inbuf);
+                    if let Some(info) = t.take_established() {
+                        self.tls_info = Some(info);
+                        let _ = self.session.tls_established(Instant::now());
+                    }
+                    if read.is_err() {
+                        // The alert goes out; the session ends.
+                        let _ = self.flush();
+                        if self.tls_info.is_none() {
+                            let _ = self.session.tls_failed(Instant::now());
+                        } else {
+                            self.session.handle_eof(Instant::now());
+                        }
+                    }
+                    // Handshake messages to answer.
+                    self.flush()
+                }
+            },
             Err(e)
                 if matches!(
                     e.kind(),

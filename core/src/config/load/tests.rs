@@ -263,18 +263,6 @@ fn counts_must_be_bare_positive_numbers() {
 }
 
 #[test]
-fn not_yet_supported_keys_are_refused() {
-    let key = "listen.submissions";
-    let e = err("hostname = \"m.example\"\n[listen]\nsubmissions = [\"0.0.0.0:465\"]\n");
-    assert_eq!(e.key.as_deref(), Some(key));
-    assert_eq!(e.line, Some(3), "{e}");
-    assert_eq!(
-        e.message,
-        format!("`{key}` is not supported by this version of hato yet; remove it (hato refuses to start rather than silently ignore a setting)")
-    );
-}
-
-#[test]
 fn wrong_kind_of_value_says_what_to_write() {
     let e = err("hostname = \"m.example\"\n[listen]\nsmtp = \"0.0.0.0:25\"\n");
     assert_eq!(e.key.as_deref(), Some("listen.smtp"));
@@ -833,4 +821,41 @@ fn bad_local_delivery_says_what_to_write() {
     let e = err("hostname = \"m.example\"\n[delivery]\nmailbox_owner = \"a b\"\n");
     assert_eq!(e.key.as_deref(), Some("delivery.mailbox_owner"));
     assert!(e.message.contains("vmail"), "{e}");
+}
+
+#[test]
+fn tls_keys_submissions_and_auth_limits() {
+    let c = ok(
+        "hostname = \"m.example\"\n[listen]\nsubmissions = [\"0.0.0.0:465\"]\n\
+                [tls]\ncertificate = \"/etc/hato/cert.pem\"\nkey = \"/etc/hato/key.pem\"\n\
+                [limits]\nauth_failures = \"3/1h\"\nmessages_per_user = \"500/1d\"\n",
+    );
+    assert_eq!(c.listen.submissions, ["0.0.0.0:465".parse().unwrap()]);
+    assert_eq!(
+        c.tls.certificate.as_deref(),
+        Some(std::path::Path::new("/etc/hato/cert.pem"))
+    );
+    assert_eq!(
+        c.tls.key.as_deref(),
+        Some(std::path::Path::new("/etc/hato/key.pem"))
+    );
+    assert_eq!(c.limits.auth_failures.count, 3);
+    assert_eq!(c.limits.messages_per_user.per, Duration::from_secs(86_400));
+    let d = ok("hostname = \"m.example\"\n");
+    assert!(d.listen.submissions.is_empty());
+    assert_eq!(d.tls, crate::config::Tls::default());
+    assert_eq!(d.limits.messages_per_user.count, 100);
+}
+
+#[test]
+fn a_certificate_without_its_key_is_refused() {
+    let e = err("hostname = \"m.example\"\n[tls]\ncertificate = \"/c.pem\"\n");
+    assert_eq!(e.key.as_deref(), Some("tls"));
+    assert_eq!(e.line, Some(3));
+    assert!(
+        e.message.contains("write both tls.certificate and tls.key"),
+        "{e}"
+    );
+    let e = err("hostname = \"m.example\"\n[listen]\nsmtp = [\"0.0.0.0:465\"]\nsubmissions = [\"0.0.0.0:465\"]\n");
+    assert_eq!(e.key.as_deref(), Some("listen.submissions"));
 }

@@ -1,7 +1,7 @@
 //! The service extensions a server announces in its EHLO reply
 //! (RFC 5321 §4.1.1.1: one keyword per line after the first), as far as the
 //! client uses them: PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME
-//! (RFC 6152).
+//! (RFC 6152), STARTTLS (RFC 3207).
 
 /// What the server offers. A server greeted with HELO offers nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -12,6 +12,8 @@ pub struct Extensions {
     pub size: Option<u64>,
     /// 8BITMIME: `BODY=8BITMIME` is understood.
     pub eight_bit_mime: bool,
+    /// STARTTLS is offered.
+    pub starttls: bool,
 }
 
 impl Extensions {
@@ -29,6 +31,8 @@ impl Extensions {
                 ext.pipelining = true;
             } else if keyword.eq_ignore_ascii_case("8BITMIME") {
                 ext.eight_bit_mime = true;
+            } else if keyword.eq_ignore_ascii_case("STARTTLS") {
+                ext.starttls = true;
             } else if keyword.eq_ignore_ascii_case("SIZE") {
                 ext.size = match words.next() {
                     None => Some(0),
@@ -51,8 +55,8 @@ mod tests {
 
     #[test]
     fn keywords_are_found_case_blind() {
-        let e = Extensions::parse("mx.example hi\npipelining\nSIZE 1000\n8bitmime\nSTARTTLS");
-        assert!(e.pipelining && e.eight_bit_mime);
+        let e = Extensions::parse("mx.example hi\npipelining\nSIZE 1000\n8bitmime\nStartTLS");
+        assert!(e.pipelining && e.eight_bit_mime && e.starttls);
         assert_eq!(e.size_limit(), Some(1000));
     }
 

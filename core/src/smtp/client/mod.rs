@@ -32,7 +32,31 @@
 //! per recipient whose RCPT was accepted, in RCPT order (§4.2), each with
 //! the end-of-data timer, so each recipient gets its own outcome.
 //!
-//! Not supported (yet): STARTTLS, AUTH, SMTPUTF8, CHUNKING. An 8-bit body
+//! STARTTLS (RFC 3207), opportunistic (RFC 7435), when
+//! [`ClientConfig::starttls`] is set and the server's EHLO offers it:
+//!
+//! 1. the session sends `STARTTLS`; on `220` it emits
+//!    [`ClientEvent::StartTls`] and reads nothing more in plaintext (bytes
+//!    the server sent behind the 220 are dropped: never trust what came
+//!    before the handshake);
+//! 2. the caller writes pending transmits, runs a TLS client on the
+//!    connection (`hato_core::tls::TlsStream::client` with
+//!    `tls::client_config`, which encrypts but does not verify the
+//!    certificate), and from then on feeds decrypted bytes to
+//!    `handle_input` and encrypts what `poll_transmit` gives;
+//! 3. when the handshake is done it calls
+//!    [`ClientSession::tls_established`]: the session forgets the first
+//!    EHLO reply and sends EHLO again (RFC 3207 §4.2), then goes on;
+//! 4. if the handshake fails it calls [`ClientSession::tls_failed`]: the
+//!    session closes ([`CloseReason::TlsFailed`]; a queued transaction
+//!    fails temporarily). The caller may then retry on a new connection
+//!    with `starttls` off, in plaintext.
+//!
+//! A server that answers STARTTLS with anything but 220 (e.g. 454) is used
+//! in plaintext, as before. A server that does not offer STARTTLS is used
+//! in plaintext.
+//!
+//! Not supported (yet): AUTH, SMTPUTF8, CHUNKING. An 8-bit body
 //! for a server without 8BITMIME fails permanently: hato does not convert
 //! messages to 7 bits (RFC 6152 §3 allows bouncing instead).
 
@@ -82,6 +106,10 @@ enum State {
     DataEnd,
     /// The 221.
     Quit,
+    /// The 220 to STARTTLS.
+    StartTls,
+    /// The caller runs the TLS handshake; plaintext input is dropped.
+    Handshake,
     /// Over.
     Closed,
 }
@@ -100,6 +128,7 @@ impl State {
             Self::Body => Stage::DataBlock,
             Self::DataEnd => Stage::DataEnd,
             Self::Quit | Self::Closed => Stage::Quit,
+            Self::StartTls | Self::Handshake => Stage::StartTls,
         }
     }
 }
@@ -137,6 +166,8 @@ pub struct ClientSession {
     out: Vec<u8>,
     events: VecDeque<ClientEvent>,
     deadline: Option<(Instant, Stage)>,
+    /// The connection runs inside TLS (after STARTTLS).
+    tls: bool,
 }
 
 impl ClientSession {
@@ -156,6 +187,7 @@ impl ClientSession {
             out: Vec::with_capacity(512),
             events: VecDeque::new(),
             deadline: None,
+            tls: false,
         };
         s.enter(now, State::Greeting);
         s
@@ -213,6 +245,10 @@ impl ClientSession {
     /// after `end_body`. Reading also stops after a reply that leaves the
     /// session idle, so that the next `send` comes first.
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
+        if self.state == State::Handshake {
+            // Sent behind the 220, before TLS: never read as a reply.
+            return input.len();
+        }
         let mut used = 0;
         while used < input.len() && !matches!(self.state, State::Body | State::Closed) {
             let (n, result) = self.reader.read(&input[used..]);
@@ -324,6 +360,45 @@ impl ClientSession {
         &self.ext
     }
 
+    /// Tells whether the connection runs inside TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The caller's TLS handshake after [`ClientEvent::StartTls`] is done:
+    /// the session forgets the server's first EHLO reply and sends EHLO
+    /// again, inside TLS (RFC 3207 §4.2).
+    ///
+    /// # Errors
+    /// [`UsageError::NotHandshaking`] when no handshake was asked for.
+    pub fn tls_established(&mut self, now: Instant) -> Result<(), UsageError> {
+        if self.state != State::Handshake {
+            return Err(UsageError::NotHandshaking);
+        }
+        self.tls = true;
+        self.ext = Extensions::default();
+        self.reader = ReplyReader::new(self.cfg.max_line);
+        let name = self.cfg.helo_name.clone();
+        self.command(&["EHLO ", &name]);
+        self.enter(now, State::Ehlo);
+        Ok(())
+    }
+
+    /// The caller's TLS handshake failed: the session closes
+    /// ([`CloseReason::TlsFailed`]); a queued transaction fails
+    /// temporarily. Retry on a new connection without STARTTLS if wanted.
+    ///
+    /// # Errors
+    /// [`UsageError::NotHandshaking`] when no handshake was asked for.
+    pub fn tls_failed(&mut self, _now: Instant) -> Result<(), UsageError> {
+        if self.state != State::Handshake {
+            return Err(UsageError::NotHandshaking);
+        }
+        self.fail_open(&Outcome::Temporary(Failure::ConnectionLost));
+        self.close(CloseReason::TlsFailed);
+        Ok(())
+    }
+
     /// Moves to `state`, arming its timer.
     fn enter(&mut self, now: Instant, state: State) {
         self.state = state;
@@ -336,7 +411,8 @@ impl ClientSession {
             State::DataInit => t.data_init,
             State::Body => t.data_block,
             State::DataEnd => t.data_end,
-            State::Rset | State::Quit => t.other,
+            State::Rset | State::Quit | State::StartTls => t.other,
+            State::Handshake => t.ehlo,
             State::Idle | State::Closed => {
                 self.deadline = None;
                 return;
@@ -377,8 +453,19 @@ impl ClientSession {
             }
             State::Ehlo if positive => {
                 self.ext = Extensions::parse(&reply.text);
-                self.ready(now);
+                if self.cfg.starttls && self.ext.starttls && !self.tls {
+                    self.command(&["STARTTLS"]);
+                    self.enter(now, State::StartTls);
+                } else {
+                    self.ready(now);
+                }
             }
+            State::StartTls if reply.code == 220 => {
+                self.enter(now, State::Handshake);
+                self.events.push_back(ClientEvent::StartTls);
+            }
+            // Opportunistic: a refused STARTTLS (454, 5yz) goes on in plaintext.
+            State::StartTls => self.ready(now),
             // RFC 5321 §3.2: a server that does not know EHLO gets HELO
             // (LMTP has no HELO: RFC 2033 §4.1).
             State::Ehlo if reply.code >= 500 && !self.cfg.lmtp => {
@@ -402,7 +489,7 @@ impl ClientSession {
                 let reason = self.close_reason.take().unwrap_or(CloseReason::Quit);
                 self.close(reason);
             }
-            State::Idle | State::Body | State::Closed => {
+            State::Idle | State::Body | State::Handshake | State::Closed => {
                 self.protocol_error(ProtocolError::Unexpected);
             }
         }

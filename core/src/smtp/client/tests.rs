@@ -952,3 +952,92 @@ fn lmtp_refused_lhlo_is_not_retried_with_helo() {
         })
     ));
 }
+
+/// A session with STARTTLS on, past the first EHLO of a server offering it.
+fn starttls_offered() -> Script {
+    let now = Instant::now();
+    let mut cfg = ClientConfig::new("client.example");
+    cfg.starttls = true;
+    let mut t = Script::new();
+    t.s = ClientSession::new(cfg, now);
+    t.now = now;
+    t.reply("220 mx.example ESMTP\r\n");
+    assert_eq!(t.sent(), "EHLO client.example\r\n");
+    t.reply("250-mx.example\r\n250-STARTTLS\r\n250 PIPELINING\r\n");
+    assert_eq!(t.sent(), "STARTTLS\r\n");
+    assert!(t.take_events().is_empty(), "not ready before TLS");
+    t
+}
+
+#[test]
+fn starttls_then_ehlo_again_inside_tls() {
+    let mut t = starttls_offered();
+    t.reply("220 2.0.0 Ready to start TLS\r\n");
+    assert_eq!(t.take_events(), [ClientEvent::StartTls]);
+    assert_eq!(t.s.poll_timeout().map(|(_, s)| s), Some(Stage::StartTls));
+    // Bytes behind the 220, before the handshake, are never replies.
+    t.reply("250 2.0.0 injected\r\n");
+    assert!(t.take_events().is_empty());
+    t.s.tls_established(t.now).unwrap();
+    assert!(t.s.is_tls());
+    assert_eq!(t.sent(), "EHLO client.example\r\n");
+    assert_eq!(
+        t.s.extensions(),
+        &Extensions::default(),
+        "first EHLO forgotten"
+    );
+    t.reply("250-mx.example\r\n250 SIZE 10000\r\n");
+    assert_eq!(t.take_events(), [ClientEvent::Ready]);
+    assert_eq!(t.s.extensions().size_limit(), Some(10000));
+    assert_eq!(t.sent(), "", "no second STARTTLS");
+    t.send(tx(&["a@x.example"]));
+    assert_eq!(t.sent(), "MAIL FROM:<sender@here.example> SIZE=1000\r\n");
+}
+
+#[test]
+fn a_refused_starttls_goes_on_in_plaintext() {
+    let mut t = starttls_offered();
+    t.reply("454 4.7.0 TLS not available\r\n");
+    assert_eq!(t.take_events(), [ClientEvent::Ready]);
+    assert!(!t.s.is_tls());
+    assert!(
+        t.s.extensions().pipelining,
+        "the plaintext EHLO still holds"
+    );
+}
+
+#[test]
+fn a_failed_handshake_closes_and_fails_the_queued_transaction() {
+    let mut t = starttls_offered();
+    t.send(tx(&["a@x.example"]));
+    t.reply("220 go ahead\r\n");
+    t.take_events();
+    t.s.tls_failed(t.now).unwrap();
+    let events = t.take_events();
+    assert_eq!(
+        Script::done(&events),
+        [Outcome::Temporary(Failure::ConnectionLost)]
+    );
+    assert!(events.contains(&ClientEvent::Closed {
+        reason: CloseReason::TlsFailed
+    }));
+    assert!(t.s.is_closed());
+}
+
+#[test]
+fn a_stuck_handshake_times_out() {
+    let mut t = starttls_offered();
+    t.reply("220 go ahead\r\n");
+    assert_eq!(t.time_out(), Stage::StartTls);
+    assert!(t.s.is_closed());
+}
+
+#[test]
+fn tls_calls_outside_a_handshake_are_usage_errors() {
+    let mut t = Script::ready(&["STARTTLS"]);
+    assert_eq!(t.s.tls_established(t.now), Err(UsageError::NotHandshaking));
+    assert_eq!(t.s.tls_failed(t.now), Err(UsageError::NotHandshaking));
+    // STARTTLS off (the default): offered but not used.
+    assert_eq!(t.sent(), "");
+    assert!(t.s.extensions().starttls);
+}

@@ -57,6 +57,8 @@ pub struct ClientConfig {
     /// HELO fallback), and after the final `.` one reply per accepted
     /// recipient, in RCPT order. Default false.
     pub lmtp: bool,
+    /// Use STARTTLS (RFC 3207) when the server offers it. Default off.
+    pub starttls: bool,
 }
 
 impl ClientConfig {
@@ -67,6 +69,7 @@ impl ClientConfig {
             timeouts: Timeouts::default(),
             max_line: 2048,
             lmtp: false,
+            starttls: false,
         }
     }
 
@@ -117,6 +120,8 @@ pub enum Stage {
     DataEnd,
     /// Waiting for the 221 to QUIT.
     Quit,
+    /// Waiting for the 220 to STARTTLS, or for the caller's TLS handshake.
+    StartTls,
 }
 
 impl Stage {
@@ -133,6 +138,7 @@ impl Stage {
             Self::DataBlock => "message data",
             Self::DataEnd => "end of data",
             Self::Quit => "QUIT",
+            Self::StartTls => "STARTTLS",
         }
     }
 }
@@ -251,6 +257,9 @@ pub enum CloseReason {
     Protocol(ProtocolError),
     /// The server closed the connection.
     PeerClosed,
+    /// The caller's TLS handshake after STARTTLS failed
+    /// ([`ClientSession::tls_failed`](super::ClientSession::tls_failed)).
+    TlsFailed,
 }
 
 /// Something the front end must act on.
@@ -273,6 +282,12 @@ pub enum ClientEvent {
         /// Outcomes, index-aligned with [`Transaction::recipients`].
         outcomes: Vec<Outcome>,
     },
+    /// The server accepted STARTTLS (220): after writing pending
+    /// transmits, start the TLS client on this connection
+    /// ([`crate::tls::TlsStream::client`]), move all further bytes through
+    /// it, and call [`ClientSession::tls_established`](super::ClientSession::tls_established)
+    /// when the handshake is done (or [`ClientSession::tls_failed`](super::ClientSession::tls_failed)).
+    StartTls,
     /// The session is over; close the connection once transmits are sent.
     Closed {
         /// Why.
@@ -294,6 +309,8 @@ pub enum UsageError {
     /// An address holding CR, LF or another control character (it would
     /// inject commands).
     BadAddress,
+    /// `tls_established` / `tls_failed` without a STARTTLS handshake.
+    NotHandshaking,
 }
 
 impl fmt::Display for UsageError {
@@ -304,6 +321,7 @@ impl fmt::Display for UsageError {
             Self::NotSendingBody => "no message body is wanted now",
             Self::NoRecipients => "a transaction needs recipients",
             Self::BadAddress => "an address holds control characters",
+            Self::NotHandshaking => "no STARTTLS handshake is in progress",
         })
     }
 }

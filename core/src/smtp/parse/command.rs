@@ -1,8 +1,9 @@
 //! Command verbs of RFC 5321 §4.1.1 and the shape of each command's
 //! arguments: HELO / EHLO (§4.1.1.1, any printable name per RFC 1123
 //! §5.2.5), MAIL (§4.1.1.2), RCPT (§4.1.1.3), DATA, RSET, VRFY, EXPN,
-//! HELP, NOOP, QUIT (§4.1.1.4–§4.1.1.10), and the verbs other RFCs define
-//! that hato answers with 502 (§4.2.4).
+//! HELP, NOOP, QUIT (§4.1.1.4–§4.1.1.10), STARTTLS (RFC 3207 §4), AUTH
+//! (RFC 4954 §4), and the verbs other RFCs define that hato answers with
+//! 502 (§4.2.4).
 //!
 //! Verbs are case-insensitive (§2.4). Words are separated by SP or HT, and
 //! more than one is tolerated; trailing white space is ignored.
@@ -39,8 +40,10 @@ enum Verb {
     Vrfy,
     Expn,
     Help,
-    /// Defined elsewhere (RFC 821, RFC 1985, RFC 2645, RFC 3030, RFC 3207,
-    /// RFC 4954), not offered by hato.
+    StartTls,
+    Auth,
+    /// Defined elsewhere (RFC 821, RFC 1985, RFC 2645, RFC 3030), not
+    /// offered by hato.
     NotImplemented,
 }
 
@@ -64,8 +67,8 @@ const VERBS: [(&str, Verb); 20] = [
     ("ETRN", Verb::NotImplemented),
     ("ATRN", Verb::NotImplemented),
     ("BDAT", Verb::NotImplemented),
-    ("STARTTLS", Verb::NotImplemented),
-    ("AUTH", Verb::NotImplemented),
+    ("STARTTLS", Verb::StartTls),
+    ("AUTH", Verb::Auth),
 ];
 
 /// Parses one command line, already checked for UTF-8 and forbidden
@@ -93,8 +96,23 @@ pub(super) fn command(line: &str) -> Result<Command<'_>, ParseError> {
         Verb::Help => Ok(Command::Help(arg)),
         Verb::Vrfy => required(arg, "VRFY user-or-address").map(Command::Vrfy),
         Verb::Expn => required(arg, "EXPN mailing-list").map(Command::Expn),
+        Verb::StartTls => none(arg, "STARTTLS", Command::StartTls),
+        Verb::Auth => auth(arg),
         Verb::NotImplemented => Ok(Command::NotImplemented(word)),
     }
+}
+
+/// `AUTH mechanism [SP initial-response]` (RFC 4954 §4).
+fn auth(arg: Option<&str>) -> Result<Command<'_>, ParseError> {
+    const USAGE: &str = "AUTH mechanism [initial-response]";
+    let arg = arg.ok_or(ParseError::Syntax { usage: USAGE })?;
+    let mut words = arg.split([' ', '\t']).filter(|w| !w.is_empty());
+    let mechanism = words.next().ok_or(ParseError::Syntax { usage: USAGE })?;
+    let initial = words.next();
+    if words.next().is_some() {
+        return Err(ParseError::Syntax { usage: USAGE });
+    }
+    Ok(Command::Auth { mechanism, initial })
 }
 
 /// Splits `VERB [WSP argument]`. The line has no trailing white space, so
@@ -423,15 +441,38 @@ mod tests {
 
     #[test]
     fn known_unimplemented_verbs_keep_their_spelling() {
-        for verb in [
-            "TURN", "SEND", "SOML", "SAML", "ETRN", "ATRN", "BDAT", "STARTTLS", "AUTH",
-        ] {
+        for verb in ["TURN", "SEND", "SOML", "SAML", "ETRN", "ATRN", "BDAT"] {
             assert_eq!(parse(verb), Ok(Command::NotImplemented(verb)));
         }
-        assert_eq!(parse("starttls"), Ok(Command::NotImplemented("starttls")));
+        assert_eq!(parse("bdat"), Ok(Command::NotImplemented("bdat")));
+    }
+
+    #[test]
+    fn starttls_takes_no_argument() {
+        assert_eq!(parse("starttls"), Ok(Command::StartTls));
+        assert_eq!(parse("STARTTLS now"), syntax("STARTTLS"));
+    }
+
+    #[test]
+    fn auth_has_a_mechanism_and_maybe_an_initial_response() {
         assert_eq!(
             parse("AUTH PLAIN AGJvYgBzZWNyZXQ="),
-            Ok(Command::NotImplemented("AUTH"))
+            Ok(Command::Auth {
+                mechanism: "PLAIN",
+                initial: Some("AGJvYgBzZWNyZXQ=")
+            })
+        );
+        assert_eq!(
+            parse("auth login"),
+            Ok(Command::Auth {
+                mechanism: "login",
+                initial: None
+            })
+        );
+        assert_eq!(parse("AUTH"), syntax("AUTH mechanism [initial-response]"));
+        assert_eq!(
+            parse("AUTH PLAIN a b"),
+            syntax("AUTH mechanism [initial-response]")
         );
     }
 

@@ -16,11 +16,15 @@ use crate::smtp::reply::{replies, Enhanced, Reply};
 use crate::time::UnixTime;
 
 use super::data::DataReceiver;
+use super::submission::HeaderFix;
 use super::{guard, CloseReason, Envelope, Event, Pending, Question, Recipient, Session, State};
 
 impl Session {
     /// Runs one complete command line.
     pub(super) fn dispatch(&mut self, now: Instant, line: &[u8]) {
+        if let Some(step) = self.sasl.take() {
+            return self.sasl_line(step, line);
+        }
         let cmd = match parse_command(line) {
             Ok(cmd) => cmd,
             Err(e) => return self.reject("command", RefuseReason::Syntax(e)),
@@ -53,6 +57,8 @@ impl Session {
                 });
             }
             Command::Help(_) => self.reply(&replies::HELP),
+            Command::StartTls => self.start_tls(now),
+            Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
             Command::NotImplemented(verb) => {
                 let verb = verb.to_ascii_uppercase();
                 self.reject("command", RefuseReason::NotImplemented(verb));
@@ -79,6 +85,9 @@ impl Session {
             (Pending::Mail { .. }, Err(reason)) => self.reject("mail", reason),
             (Pending::Rcpt { to, destination }, Ok(())) => self.accept_rcpt(to, destination),
             (Pending::Rcpt { .. }, Err(reason)) => self.reject("rcpt", reason),
+            (Pending::Auth { user, mechanism }, answer) => {
+                self.auth_answered(user, mechanism, answer);
+            }
         }
         self.arm_command_timer(now);
     }
@@ -104,8 +113,18 @@ impl Session {
         self.helo = Some((name, extended));
         let host = &self.cfg.hostname;
         let text = if extended {
+            let starttls = if self.starttls_offered() {
+                "\nSTARTTLS"
+            } else {
+                ""
+            };
+            let auth = if self.auth_offered() && !self.authenticated {
+                "\nAUTH PLAIN LOGIN"
+            } else {
+                ""
+            };
             format!(
-                "{host}\nPIPELINING\nSIZE {}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nHELP",
+                "{host}\nPIPELINING\nSIZE {}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8{starttls}{auth}\nHELP",
                 self.cfg.limits.max_message_size
             )
         } else {
@@ -119,7 +138,11 @@ impl Session {
         if let Err(reason) = self.check_mail(&from, &params) {
             return self.reject("mail", reason);
         }
-        if !self.trusted && !self.authenticated {
+        if let Some(user) = &self.auth_user {
+            let question = Question::UserRate { user: user.clone() };
+            return self.ask(Pending::Mail { from, params }, question);
+        }
+        if !self.trusted {
             let question = Question::Mail {
                 from: from.to_string(),
             };
@@ -138,7 +161,7 @@ impl Session {
         if self.tx.is_some() {
             return Err(RefuseReason::BadSequence("nested MAIL command"));
         }
-        if self.peer.listener == ListenerKind::Submission && !self.authenticated {
+        if self.peer.listener != ListenerKind::Smtp && !self.authenticated {
             return Err(RefuseReason::AuthRequired);
         }
         let max = self.cfg.limits.max_transactions;
@@ -152,6 +175,7 @@ impl Session {
         if let Some(declared) = params.size.filter(|&s| s > limit) {
             return Err(RefuseReason::DeclaredSizeTooLarge { declared, limit });
         }
+        self.check_owned_sender(from)?;
         guard::check_sender(&self.cfg, from)
     }
 
@@ -258,12 +282,18 @@ impl Session {
                 client_ip: tx.client_ip,
                 hostname: &self.cfg.hostname,
                 extended: tx.extended,
+                tls: self.tls.is_some(),
+                authenticated: self.authenticated,
                 queue_id: &queue_id,
                 single_recipient: single.as_deref().map(|s| s.trim_matches(['<', '>'])),
                 date,
             });
             self.body.extend_from_slice(header.as_bytes());
         }
+        self.data_refusal = None;
+        self.header = self
+            .authenticated
+            .then(|| HeaderFix::new(self.body.len(), date));
         self.queue_id = Some(queue_id);
         self.state = State::Data(DataReceiver::new(self.cfg.limits.max_message_size));
         self.timers.stop(crate::time::Timer::Command);

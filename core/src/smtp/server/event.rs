@@ -5,6 +5,7 @@ use std::fmt;
 use crate::policy::Destination;
 use crate::refusal::RefuseReason;
 use crate::time::UnixTime;
+use crate::tls::TlsInfo;
 
 /// Something the front end must log or act on. Drain with
 /// [`Session::poll_event`](super::Session::poll_event).
@@ -66,6 +67,40 @@ pub enum Event {
         /// The trap address.
         trap: String,
     },
+    /// STARTTLS accepted (RFC 3207 §4): the `220` reply is queued ahead of
+    /// this event. Write it, then run the server side of TLS on the
+    /// connection ([`crate::tls::TlsStream::server`]): from now on every
+    /// byte read is ciphertext. When the handshake has finished, call
+    /// [`Session::tls_established`](super::Session::tls_established)
+    /// before handing the session any plaintext. The session reads no
+    /// plaintext until then (what it is offered is dropped, see
+    /// [`Event::Discarded`]).
+    StartTls,
+    /// The handshake finished; the session forgot what it knew (RFC 3207 §4.2).
+    TlsEstablished(TlsInfo),
+    /// Bytes the client sent behind STARTTLS before the handshake were
+    /// dropped, never executed (the CVE-2011-0411 class of injection).
+    Discarded {
+        /// How many bytes.
+        bytes: usize,
+    },
+    /// AUTH succeeded (RFC 4954): the session now acts for `user`.
+    Authenticated {
+        /// The mailbox (users file address) the client logged in as.
+        user: String,
+        /// `PLAIN` or `LOGIN`.
+        mechanism: &'static str,
+    },
+}
+
+/// A password on its way to the front end: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// What the session asks the front end (see [`Event::Ask`]).
@@ -93,6 +128,26 @@ pub enum Question {
         /// The forward-path with brackets.
         to: String,
     },
+    /// AUTH (RFC 4954): does `password` open `user`'s mailbox? The front
+    /// end checks the users file off the session (argon2 is expensive),
+    /// with bounded concurrency and the failure rate limits, and answers
+    /// `Ok`, [`RefuseReason::AuthFailed`] (535),
+    /// [`RefuseReason::AuthUnavailable`] (454: fail closed when the users
+    /// file cannot be read) or [`RefuseReason::AuthTooManyFailures`] (421).
+    Auth {
+        /// The user name the client gave (lower case).
+        user: String,
+        /// The password.
+        password: Secret,
+        /// `PLAIN` or `LOGIN`.
+        mechanism: &'static str,
+    },
+    /// MAIL from an authenticated client: is `user` within
+    /// `limits.messages_per_user`?
+    UserRate {
+        /// The authenticated user.
+        user: String,
+    },
 }
 
 /// Why a session ended.
@@ -108,6 +163,8 @@ pub enum CloseReason {
     Shutdown,
     /// A refusal that ends the session (421, early talker, block lists).
     Refused,
+    /// The TLS handshake or a TLS record failed.
+    TlsFailed,
 }
 
 impl fmt::Display for CloseReason {
@@ -118,6 +175,7 @@ impl fmt::Display for CloseReason {
             Self::Timeout => "timeout",
             Self::Shutdown => "shutdown",
             Self::Refused => "refused",
+            Self::TlsFailed => "tls-failed",
         })
     }
 }

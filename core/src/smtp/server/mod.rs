@@ -1,6 +1,7 @@
 //! The receiving SMTP session (RFC 5321 with the RFC 821 / 1123
 //! requirements; ESMTP PIPELINING RFC 2920, SIZE RFC 1870, 8BITMIME
-//! RFC 6152, ENHANCEDSTATUSCODES RFC 2034, SMTPUTF8 RFC 6531).
+//! RFC 6152, ENHANCEDSTATUSCODES RFC 2034, SMTPUTF8 RFC 6531, STARTTLS
+//! RFC 3207, AUTH RFC 4954, submission rules of RFC 6409).
 //!
 //! A sans-IO state machine in the quinn-proto / rustls shape. The front end
 //! feeds it bytes and time and polls it, in this order, until each is empty,
@@ -16,16 +17,26 @@
 //! early while a verdict is pending or the body buffer is full; the front end
 //! keeps the rest and offers it again after draining. This is the
 //! back-pressure: nothing is buffered without bound.
+//!
+//! TLS: the session only ever sees plaintext. When the front end has a
+//! certificate it calls [`Session::offer_starttls`]; STARTTLS then ends in
+//! [`Event::StartTls`] and, after the handshake, the front end calls
+//! [`Session::tls_established`]. For implicit TLS (RFC 8314, the
+//! submissions listener) the front end runs TLS from the first byte and
+//! calls `tls_established` when the handshake is done.
 
+mod auth;
 mod commands;
 mod data;
 mod envelope;
 mod event;
 mod guard;
 mod line;
+mod starttls;
+mod submission;
 
 pub use envelope::{Envelope, Recipient};
-pub use event::{CloseReason, Event, Question, UsageError, Verdict};
+pub use event::{CloseReason, Event, Question, Secret, UsageError, Verdict};
 pub use line::MAX_COMMAND_LINE;
 
 use std::collections::VecDeque;
@@ -39,9 +50,12 @@ use crate::policy::ListenerKind;
 use crate::refusal::RefuseReason;
 use crate::smtp::reply::Reply;
 use crate::time::{Timer, TimerTable};
+use crate::tls::TlsInfo;
 
+use auth::SaslStep;
 use data::{DataReceiver, Taint};
 use line::{Line, LineReader};
+use submission::HeaderFix;
 
 /// How much message data the session gathers before the front end must
 /// take it (the size of one spool write).
@@ -73,6 +87,9 @@ enum State {
     Throttled,
     /// DATA accepted by the session; waiting for the front end's spool.
     AwaitDataStart,
+    /// STARTTLS answered with 220: waiting for the front end's handshake.
+    /// Plaintext offered now was pipelined behind STARTTLS and is dropped.
+    AwaitTls,
     /// Receiving message data.
     Data(DataReceiver),
     /// End of data seen; waiting for the front end's fsync.
@@ -101,6 +118,11 @@ enum Pending {
         to: crate::smtp::address::ForwardPath,
         destination: crate::policy::Destination,
     },
+    /// AUTH (`Question::Auth`).
+    Auth {
+        user: String,
+        mechanism: &'static str,
+    },
 }
 
 /// One SMTP server session.
@@ -114,7 +136,20 @@ pub struct Session {
     helo: Option<(String, bool)>,
     tx: Option<Envelope>,
     queue_id: Option<String>,
+    /// AUTH succeeded (`auth_user` says as whom).
     authenticated: bool,
+    /// The user the client authenticated as.
+    auth_user: Option<String>,
+    /// An AUTH exchange waiting for the client's next line.
+    sasl: Option<SaslStep>,
+    /// STARTTLS may be offered (the front end has a certificate).
+    starttls: bool,
+    /// The connection runs inside TLS.
+    tls: Option<TlsInfo>,
+    /// Submission: the header block being checked and completed.
+    header: Option<HeaderFix>,
+    /// Submission: the message is refused at the end of data.
+    data_refusal: Option<RefuseReason>,
     /// The client is in `relay.trusted_networks`: no greet pause, no
     /// message rate, no greylisting.
     trusted: bool,
@@ -155,6 +190,12 @@ impl Session {
             tx: None,
             queue_id: None,
             authenticated: false,
+            auth_user: None,
+            sasl: None,
+            starttls: false,
+            tls: None,
+            header: None,
+            data_refusal: None,
             trusted,
             errors: 0,
             transactions: 0,
@@ -179,6 +220,7 @@ impl Session {
                 State::Greeting => self.early_talker(&input[used..]),
                 State::Command => self.read_command(now, &input[used..]),
                 State::Data(_) => self.read_data(now, &input[used..]),
+                State::AwaitTls => self.discard_pipelined(&input[used..]),
                 State::AwaitDataStart
                 | State::AwaitQueued { .. }
                 | State::AwaitAnswer(_)
@@ -294,6 +336,10 @@ impl Session {
     /// allocation is reused for the next chunk.
     pub fn take_body(&mut self, buf: &mut Vec<u8>) {
         debug_assert!(buf.is_empty(), "take_body needs an empty buffer");
+        if self.header.is_some() {
+            // Submission: the header block is held until it is complete.
+            return;
+        }
         buf.clear();
         std::mem::swap(&mut self.body, buf);
     }
@@ -358,18 +404,29 @@ impl Session {
         let r = receiver.ingest(input, &mut self.body, BODY_CHUNK);
         let size = receiver.size();
         let taint = receiver.taint();
+        self.scan_header(r.ended);
         if !r.ended {
             self.timers.set(Timer::Data, now, self.cfg.timeouts.data);
             return r.consumed;
         }
         self.timers.stop(Timer::Data);
-        match taint {
-            None => {
+        self.header = None;
+        let refusal = self.data_refusal.take();
+        match (taint, refusal) {
+            (None, Some(reason)) => {
+                self.body.clear();
+                self.events.push_back(Event::DataDiscarded);
+                self.tx = None;
+                self.state = State::Command;
+                self.refuse("data", reason);
+                self.arm_command_timer(now);
+            }
+            (None, None) => {
                 let queue_id = self.queue_id.clone().unwrap_or_default();
                 self.state = State::AwaitQueued { queue_id };
                 self.events.push_back(Event::DataEnd { size });
             }
-            Some(taint) => {
+            (Some(taint), _) => {
                 self.body.clear();
                 self.events.push_back(Event::DataDiscarded);
                 let reason = match taint {
@@ -428,7 +485,8 @@ impl Session {
     }
 
     fn arm_command_timer(&mut self, now: Instant) {
-        if matches!(self.state, State::Command) {
+        // A STARTTLS handshake must also end within the command timeout.
+        if matches!(self.state, State::Command | State::AwaitTls) {
             self.timers
                 .set(Timer::Command, now, self.cfg.timeouts.command);
         } else {

@@ -646,3 +646,5 @@ fn greylisting_is_asked_for_untrusted_clients() {
         to: "<alice@example.test>".into()
     })));
 }
+
+mod tls_auth;
