@@ -3,7 +3,7 @@
 //! PIPELINING, 8BITMIME and SIZE; replies read in order, so pipelined
 //! commands work), whose faults are scripted per connection: a 4xx or
 //! 5xx for chosen recipients, silence (the client's timeout), or a
-//! dropped connection in the middle of DATA.
+//! dropped connection in the middle of DATA, or a STARTTLS that breaks.
 //!
 //! Each connection takes the next [`Plan`] of the script; once the script
 //! is used up, connections get [`Plan::Accept`]. Every message that
@@ -29,6 +29,9 @@ pub enum Plan {
     Silent,
     /// Closes the connection after the 354, once some data arrived.
     DropInData,
+    /// Offers STARTTLS, answers it with 220, then sends bytes that are
+    /// not TLS: the client's handshake fails.
+    BrokenStartTls,
 }
 
 /// A message that reached its final `.`.
@@ -161,8 +164,16 @@ fn serve(stream: TcpStream, plan: &Plan, got: &Mutex<Vec<Got>>, stop: &AtomicBoo
             .unwrap_or("")
             .to_ascii_uppercase();
         let ok = match verb.as_str() {
+            "EHLO" if *plan == Plan::BrokenStartTls => {
+                say("250-sink.test\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 SIZE 10000000\r\n")
+            }
             "EHLO" => {
                 say("250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n")
+            }
+            "STARTTLS" if *plan == Plan::BrokenStartTls => {
+                say("220 2.0.0 go ahead\r\n");
+                say("this is not a TLS record\r\n");
+                return;
             }
             "HELO" => say("250 sink.test\r\n"),
             "MAIL" => {

@@ -396,3 +396,60 @@ fn queue_bounce_waits_for_the_attempt_in_flight() {
         assert!(sink.got().is_empty(), "never delivered after the bounce");
     }
 }
+
+#[test]
+fn mail_to_another_hato_goes_over_starttls() {
+    for binary in Binary::ALL {
+        // B receives for example.test (the test users alice and bob).
+        let receiver =
+            Server::start_with(binary, DataDir::new("remote-tls-b").unwrap(), &[]).unwrap();
+        let b = receiver.addr(ListenerKind::Smtp).unwrap();
+        // A has other domains of its own, so example.test is remote to it.
+        let sender = Server::start_with(
+            binary,
+            DataDir::new("remote-tls-a").unwrap(),
+            &[
+                (String::new(), "domains = [\"a.example\"]".into()),
+                ("delivery.smarthost".into(), format!("\"{b}\"")),
+                ("delivery.retry".into(), "[\"1s\"]".into()),
+            ],
+        )
+        .unwrap();
+        send(&sender, "carol@a.example", &[ALICE], &message("over-tls"));
+        let got = wait_mail(&receiver, ALICE);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("Subject: over-tls"), "{text}");
+        assert!(
+            text.contains("with ESMTPS"),
+            "B's Received header says TLS: {text}"
+        );
+        wait_queue_empty(&sender);
+        let deliver = sender.wait_events("deliver", 1);
+        assert!(
+            log_value(&deliver[0], "tls").is_some_and(|v| v.starts_with("TLSv1_")),
+            "{deliver:?}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_starttls_falls_back_to_plaintext_and_is_logged() {
+    for binary in Binary::ALL {
+        let sink = Sink::start(vec![Plan::BrokenStartTls]).unwrap();
+        let server = start(binary, &sink, &[]);
+        send(&server, ALICE, &[CAROL], &message("tls-broken"));
+        let got = sink.wait_for(1, WAIT);
+        assert_eq!(got.len(), 1, "{}", server.log_text());
+        assert_eq!(
+            sink.connections(),
+            2,
+            "the same host again, in plaintext\n{}",
+            server.log_text()
+        );
+        let failed = server.wait_events("tls-failed", 1);
+        assert_eq!(failed.len(), 1, "{}", server.log_text());
+        wait_queue_empty(&server);
+        let deliver = server.wait_events("deliver", 1);
+        assert_eq!(log_value(&deliver[0], "tls"), None, "{deliver:?}");
+    }
+}

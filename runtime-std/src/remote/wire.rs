@@ -315,7 +315,12 @@ impl Wire {
         let mut buf = [0u8; 4096];
         match self.stream.read(&mut buf) {
             Ok(0) => {
-                self.session.handle_eof(Instant::now());
+                if self.tls.is_some() && self.tls_info.is_none() {
+                    // Closed in the middle of the handshake.
+                    let _ = self.session.tls_failed(Instant::now());
+                } else {
+                    self.session.handle_eof(Instant::now());
+                }
                 Ok(())
             }
             Ok(n) => match &mut self.tls {

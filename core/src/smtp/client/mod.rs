@@ -257,6 +257,11 @@ impl ClientSession {
                 None => {}
                 Some(Ok(reply)) => {
                     self.on_reply(now, reply);
+                    if self.state == State::Handshake {
+                        // The 220 to STARTTLS: whatever follows it in
+                        // plaintext is dropped, never read as a reply.
+                        return input.len();
+                    }
                     if self.state == State::Idle {
                         // Let the front end start the next transaction
                         // before more input is read.

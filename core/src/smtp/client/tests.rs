@@ -1041,3 +1041,13 @@ fn tls_calls_outside_a_handshake_are_usage_errors() {
     assert_eq!(t.sent(), "");
     assert!(t.s.extensions().starttls);
 }
+
+#[test]
+fn bytes_in_the_same_read_as_the_220_to_starttls_are_dropped() {
+    let mut t = starttls_offered();
+    t.reply("220 2.0.0 go ahead\r\nnot a reply, and not TLS\r\n250 injected\r\n");
+    assert_eq!(t.take_events(), [ClientEvent::StartTls]);
+    assert!(!t.s.is_closed(), "no protocol error from the junk");
+    t.s.tls_established(t.now).unwrap();
+    assert_eq!(t.sent(), "EHLO client.example\r\n");
+}
