@@ -38,6 +38,7 @@ use hato_core::policy::Destination;
 use hato_core::queue::QueueEnvelope;
 
 use crate::control::Request;
+use crate::dkim::DkimKeys;
 use crate::lmtp;
 use crate::log;
 use crate::queue_admin;
@@ -81,7 +82,20 @@ impl LocalDelivery {
     /// # Errors
     /// The thread cannot be started.
     pub fn spawn(store: Arc<Store>, cfg: Arc<Config>) -> io::Result<DeliveryHandle> {
-        Self::start(store, cfg, RetryPolicy::default(), AGENTS, true)
+        Self::spawn_signing(store, cfg, Arc::new(DkimKeys::default()))
+    }
+
+    /// Starts local delivery and the remote-delivery role, which signs
+    /// outgoing mail of our own users with `dkim`.
+    ///
+    /// # Errors
+    /// A thread cannot be started.
+    pub fn spawn_signing(
+        store: Arc<Store>,
+        cfg: Arc<Config>,
+        dkim: Arc<DkimKeys>,
+    ) -> io::Result<DeliveryHandle> {
+        Self::start(store, cfg, RetryPolicy::default(), AGENTS, Some(dkim))
     }
 
     /// Starts local delivery alone (no remote-delivery role: remote
@@ -94,7 +108,7 @@ impl LocalDelivery {
         cfg: Arc<Config>,
         retry: RetryPolicy,
     ) -> io::Result<DeliveryHandle> {
-        Self::start(store, cfg, retry, AGENTS, false)
+        Self::start(store, cfg, retry, AGENTS, None)
     }
 
     /// Starts `count` agents, without the remote-delivery role (see
@@ -108,26 +122,27 @@ impl LocalDelivery {
         retry: RetryPolicy,
         count: usize,
     ) -> io::Result<DeliveryHandle> {
-        Self::start(store, cfg, retry, count, false)
+        Self::start(store, cfg, retry, count, None)
     }
 
     /// Starts `count` agents, each the only owner of the messages whose id
     /// hashes to it ([`shard_of`]): they deliver in parallel (each one's
     /// fsyncs overlap the others'), and every message still has exactly one
     /// agent, so an administrator's request for it still runs between two
-    /// of its attempts. With `remote`, the remote-delivery role starts too
-    /// ([`crate::remote`]); the agents hand it every message with remote
-    /// recipients, and it hands back the reports it queues.
+    /// of its attempts. With `remote` (the DKIM keys it signs with), the
+    /// remote-delivery role starts too ([`crate::remote`]); the agents hand
+    /// it every message with remote recipients, and it hands back the
+    /// reports it queues.
     fn start(
         store: Arc<Store>,
         cfg: Arc<Config>,
         retry: RetryPolicy,
         count: usize,
-        remote: bool,
+        remote: Option<Arc<DkimKeys>>,
     ) -> io::Result<DeliveryHandle> {
         let count = count.max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::channel()).unzip();
-        let remote = if remote {
+        let remote = if let Some(dkim) = remote {
             let intake = senders.clone();
             let submit: Submit = Arc::new(move |id: String| {
                 let owner = &intake[shard_of(&id, intake.len())];
@@ -136,6 +151,7 @@ impl LocalDelivery {
             Some(RemoteHandle::spawn(
                 Arc::clone(&store),
                 Arc::clone(&cfg),
+                dkim,
                 submit,
             )?)
         } else {

@@ -127,7 +127,8 @@ impl Server {
             PolicySettings::from_config(&cfg),
         ));
         policy.start_saver(SAVE_EVERY)?;
-        let delivery = LocalDelivery::spawn(Arc::clone(&store), Arc::clone(&cfg))?;
+        let delivery =
+            LocalDelivery::spawn_signing(Arc::clone(&store), Arc::clone(&cfg), Arc::clone(&dkim))?;
         let control = {
             let delivery = delivery.clone();
             ControlServer::start(store.state_dir(), move |req| delivery.control(req))
@@ -208,6 +209,7 @@ impl Server {
             queued: None,
             closed_logged: false,
             verified: OnceLock::new(),
+            auth_user: None,
         })
     }
 
@@ -319,6 +321,9 @@ pub struct Connection {
     closed_logged: bool,
     /// The client's verified reverse-DNS name, once looked up.
     verified: OnceLock<Option<String>>,
+    /// The user the client authenticated as (SMTP AUTH), kept in the queue
+    /// file of what it sends (DKIM signs only mail of our own users).
+    auth_user: Option<String>,
 }
 
 #[derive(Debug)]
@@ -424,7 +429,8 @@ impl Connection {
                     return Work::Answer(Verdict::Refuse(RefuseReason::QueueUnavailable(e)));
                 };
                 let id = self.server.store.new_queue_id();
-                let env = QueueEnvelope::from_session(id.clone(), unix_now(), envelope);
+                let mut env = QueueEnvelope::from_session(id.clone(), unix_now(), envelope);
+                env.auth.clone_from(&self.auth_user);
                 self.line("data").kv("id", &id).emit();
                 self.queued = Some(QueuedInfo {
                     id,
@@ -453,6 +459,8 @@ impl Connection {
                 Work::None
             }
             Event::TlsEstablished(info) => {
+                // The session forgot everything before TLS (RFC 3207 §4.2).
+                self.auth_user = None;
                 self.line("tls")
                     .kv("version", info.version)
                     .kv("cipher", info.cipher)
@@ -471,6 +479,7 @@ impl Connection {
                 Work::None
             }
             Event::Authenticated { user, mechanism } => {
+                self.auth_user = Some(user.clone());
                 self.line("auth")
                     .kv("user", user)
                     .kv("mechanism", mechanism)

@@ -343,6 +343,7 @@ fn queue_report(
         from: dsn::BOUNCE_REVERSE_PATH.to_owned(),
         smtputf8: env.smtputf8,
         body_8bit: dsn.body_8bit,
+        auth: None,
         recipients: vec![QueuedRecipient {
             original: format!("<{to}>"),
             destination: destination.clone(),

@@ -359,3 +359,89 @@ fn serve_loads_the_keys_and_refuses_one_others_can_read() {
         assert!(err.contains("can be read by others"), "{err}");
     }
 }
+
+/// The zone-file record `hato dkim record DOMAIN` prints for `domain`.
+fn record_of(binary: Binary, dir: &Path, domain: &str) -> String {
+    let (ok, stdout, stderr) = hato_dkim(binary, dir, &["record", domain]);
+    assert!(ok, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("hato._domainkey.{domain}. IN TXT ")))
+        .unwrap_or_else(|| panic!("no record line in {stdout}"));
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+#[test]
+#[ignore = "needs dkimpy (pip install dkimpy dnspython pynacl); run by .ci/interop"]
+fn remote_delivery_signs_our_users_mail_and_dkimpy_verifies_it() {
+    use hato_core::policy::ListenerKind;
+    use hato_spec_tests::client::SmtpClient;
+    use hato_spec_tests::server::Server;
+    use hato_spec_tests::sink::Sink;
+
+    for (binary, algorithm) in [(Binary::Hato, "rsa"), (Binary::HatoSmol, "ed25519")] {
+        let data = DataDir::new(&format!("dkim-remote-{}", binary.name())).unwrap();
+        let (ok, out, err) = hato_dkim(
+            binary,
+            data.path(),
+            &["keygen", "example.test", "--algorithm", algorithm],
+        );
+        assert!(ok, "{out}{err}");
+        let record = record_of(binary, data.path(), "example.test");
+        let sink = Sink::start(Vec::new()).unwrap();
+        let server = Server::start_with(
+            binary,
+            data.clone(),
+            &[("delivery.smarthost".into(), format!("\"{}\"", sink.addr))],
+        )
+        .unwrap();
+        let mut c = SmtpClient::connect(server.addr(ListenerKind::Smtp).unwrap()).unwrap();
+        c.ehlo("client.example").unwrap();
+        let msg = "From: Alice <alice@example.test>\r\nTo: carol@partner.test\r\nSubject: signed on the way out\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <signed@example.test>\r\n\r\nHello Carol.\r\n.dot line\r\n";
+        c.send_mail(
+            "alice@example.test",
+            &["carol@partner.test"],
+            msg.as_bytes(),
+        )
+        .unwrap();
+        c.quit().unwrap();
+        let got = sink.wait_for(1, SCRIPT_TIMEOUT);
+        assert_eq!(got.len(), 1, "{}", server.log_text());
+        let data_bytes = &got[0].data;
+        assert!(
+            data_bytes.starts_with(b"DKIM-Signature: v=1;"),
+            "{}",
+            String::from_utf8_lossy(data_bytes)
+        );
+        let record_file = data.path().join("record.txt");
+        std::fs::write(&record_file, &record).unwrap();
+        let signed = data.path().join("received.eml");
+        std::fs::write(&signed, data_bytes).unwrap();
+        let mut tampered = data_bytes.clone();
+        let at = tampered.len() - 4;
+        tampered[at] = b'X';
+        let bad = data.path().join("tampered.eml");
+        std::fs::write(&bad, &tampered).unwrap();
+        let out = run_python(
+            VERIFY,
+            &[
+                record_file.to_str().unwrap(),
+                "hato._domainkey.example.test",
+                signed.to_str().unwrap(),
+                bad.to_str().unwrap(),
+            ],
+            SCRIPT_TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(
+            out.stdout.lines().collect::<Vec<_>>(),
+            ["received.eml pass", "tampered.eml fail"],
+            "{}",
+            out.stderr
+        );
+    }
+}

@@ -10,6 +10,7 @@
 //! from: <alice@example.net>
 //! smtputf8: no
 //! body: 7bit
+//! auth: alice@example.org
 //! rcpt: local bob@example.org <Bob@Example.ORG>
 //! rcpt: remote carol@partner.example <carol@partner.example>
 //!
@@ -78,6 +79,9 @@ pub struct QueueEnvelope {
     pub smtputf8: bool,
     /// Whether MAIL FROM carried `BODY=8BITMIME` (RFC 6152).
     pub body_8bit: bool,
+    /// The user who authenticated (SMTP AUTH) before sending it, if one
+    /// did: the `auth` line, written only then.
+    pub auth: Option<String>,
     /// The accepted recipients, in order.
     pub recipients: Vec<QueuedRecipient>,
 }
@@ -129,6 +133,7 @@ impl QueueEnvelope {
             from: env.from.to_string(),
             smtputf8: env.params.smtputf8,
             body_8bit: env.params.body == Some(Body::EightBitMime),
+            auth: None,
             recipients: env
                 .recipients
                 .iter()
@@ -153,6 +158,9 @@ impl QueueEnvelope {
         let _ = writeln!(out, "smtputf8: {}", yes_no(self.smtputf8));
         let body = if self.body_8bit { "8bitmime" } else { "7bit" };
         let _ = writeln!(out, "body: {body}");
+        if let Some(user) = &self.auth {
+            field(&mut out, "auth", user);
+        }
         for r in &self.recipients {
             let (kind, dest) = match &r.destination {
                 Destination::Local(a) => ("local", a),
@@ -271,6 +279,7 @@ struct Decoder {
     from: Option<String>,
     smtputf8: Option<bool>,
     body_8bit: Option<bool>,
+    auth: Option<String>,
     recipients: Vec<QueuedRecipient>,
 }
 
@@ -312,6 +321,7 @@ impl Decoder {
                 };
                 set(&mut self.body_8bit, b)
             }
+            "auth" => set(&mut self.auth, unescape(value)?),
             "rcpt" => {
                 self.recipients.push(parse_rcpt(value)?);
                 Ok(())
@@ -330,6 +340,7 @@ impl Decoder {
             from: self.from.ok_or(Missing("from"))?,
             smtputf8: self.smtputf8.ok_or(Missing("smtputf8"))?,
             body_8bit: self.body_8bit.ok_or(Missing("body"))?,
+            auth: self.auth,
             recipients: self.recipients,
         })
     }
@@ -382,6 +393,7 @@ mod tests {
             from: "<alice@example.net>".into(),
             smtputf8: false,
             body_8bit: false,
+            auth: None,
             recipients: vec![
                 QueuedRecipient {
                     original: "<Bob@Example.ORG>".into(),
@@ -509,19 +521,22 @@ mod tests {
             any::<IpAddr>(),
             any::<String>(),
             any::<String>(),
-            any::<(bool, bool)>(),
+            (any::<(bool, bool)>(), any::<Option<String>>()),
             prop::collection::vec(recipient, 0..5),
         )
             .prop_map(
-                |(id, t, client_ip, helo, from, (smtputf8, body_8bit), recipients)| QueueEnvelope {
-                    id,
-                    received: UnixTime(t),
-                    client_ip,
-                    helo,
-                    from,
-                    smtputf8,
-                    body_8bit,
-                    recipients,
+                |(id, t, client_ip, helo, from, ((smtputf8, body_8bit), auth), recipients)| {
+                    QueueEnvelope {
+                        auth,
+                        id,
+                        received: UnixTime(t),
+                        client_ip,
+                        helo,
+                        from,
+                        smtputf8,
+                        body_8bit,
+                        recipients,
+                    }
                 },
             )
     }

@@ -29,6 +29,7 @@ use hato_core::tls;
 use super::pool::Pool;
 use super::resolve::{candidates, LazyDns};
 use super::wire::{Sent, Wire, WireError};
+use crate::dkim::{self, DkimKeys, Signed};
 use crate::log;
 use crate::store::{RecordedFailure, Store};
 
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     /// The TLS client for opportunistic STARTTLS; `None` if rustls could
     /// not be set up (then mail goes in plaintext, as before STARTTLS).
     pub(crate) tls: Option<Arc<tls::ClientConfig>>,
+    /// The DKIM keys of the local domains.
+    pub(crate) dkim: Arc<DkimKeys>,
 }
 
 /// What became of one recipient, with what the log and the bounce need.
@@ -150,10 +153,11 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
             )
         }
     };
+    let signature = sign(shared, &env);
     let tx = Transaction {
         from: env.from.clone(),
         recipients: addresses.iter().map(|a| format!("<{a}>")).collect(),
-        size,
+        size: size + signature.len() as u64,
         body_8bit: env.body_8bit,
     };
 
@@ -162,7 +166,7 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
         if !wire.is_usable() {
             continue;
         }
-        match transact(shared, work, &env, &tx, &mut wire) {
+        match transact(shared, work, &env, &tx, &signature, &mut wire) {
             Ok(results) => {
                 park(shared, &work.destination, wire, &results);
                 return results;
@@ -235,7 +239,7 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
                 continue;
             }
         };
-        match transact(shared, work, &env, &tx, &mut wire) {
+        match transact(shared, work, &env, &tx, &signature, &mut wire) {
             Ok(results) => {
                 park(shared, &work.destination, wire, &results);
                 return results;
@@ -295,10 +299,11 @@ fn transact(
     work: &Work,
     env: &QueueEnvelope,
     tx: &Transaction,
+    signature: &str,
     wire: &mut Wire,
 ) -> Result<Vec<Result1>, WireError> {
     let body = match shared.store.open_body(&env.id) {
-        Ok(body) => body,
+        Ok(body) => io::Cursor::new(signature.as_bytes()).chain(body),
         Err(e) => return Err(WireError::Io(format!("cannot read the queue file: {e}"))),
     };
     let Sent {
@@ -361,6 +366,44 @@ fn outcome_text(o: &Outcome) -> String {
         Outcome::Permanent(f @ Failure::TooLarge { .. }) => format!("5.3.4 {f}"),
         Outcome::Permanent(f @ Failure::EightBitUnsupported) => format!("5.6.3 {f}"),
         Outcome::Permanent(f) => format!("5.0.0 {f}"),
+    }
+}
+
+/// The DKIM-Signature field for the message (ending in CRLF), or nothing.
+/// Only mail of our own users is signed: sent by an authenticated user or
+/// from a trusted network (or one of hato's own reports). Mail that is
+/// only passing through (a backup MX's) is never signed, whatever its From:
+/// says: signing it would vouch for a forgery.
+fn sign(shared: &Shared, env: &QueueEnvelope) -> String {
+    let cfg = &shared.cfg;
+    let ours = env.auth.is_some()
+        || cfg
+            .relay
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(env.client_ip));
+    if !ours || shared.dkim.is_empty() {
+        return String::new();
+    }
+    let sender_domain = env
+        .from
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_owned());
+    let Ok(mut body) = shared.store.open_body(&env.id) else {
+        return String::new();
+    };
+    match shared
+        .dkim
+        .sign_message(sender_domain.as_deref(), log::unix_now(), &mut body)
+    {
+        Ok(Signed::Field { field, .. }) => field,
+        Ok(Signed::NoKey) | Err(_) => String::new(),
+        Ok(Signed::Failed { domain, error }) => {
+            dkim::log_unsigned(&env.id, &domain, &error);
+            String::new()
+        }
     }
 }
 

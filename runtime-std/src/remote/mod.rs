@@ -47,6 +47,7 @@ use hato_core::policy::Destination;
 use hato_core::queue::{route, AttemptResult, NewMessage, SchedEvent, Scheduler, Settings, Work};
 use hato_core::time::UnixTime;
 
+use crate::dkim::DkimKeys;
 use crate::log;
 use crate::reports::{self, Finished};
 use crate::store::{RecordedFailure, Store};
@@ -105,7 +106,12 @@ impl RemoteHandle {
     ///
     /// # Errors
     /// The thread cannot be started.
-    pub fn spawn(store: Arc<Store>, cfg: Arc<Config>, submit: Submit) -> io::Result<Self> {
+    pub fn spawn(
+        store: Arc<Store>,
+        cfg: Arc<Config>,
+        dkim: Arc<DkimKeys>,
+        submit: Submit,
+    ) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let tls = match hato_core::tls::client_config(Arc::new(SystemClock)) {
             Ok(c) => Some(c),
@@ -124,6 +130,7 @@ impl RemoteHandle {
             cfg,
             pool: Pool::default(),
             tls,
+            dkim,
         });
         let role = Role {
             sched: Scheduler::new(Settings::from_config(&shared.cfg.delivery)),

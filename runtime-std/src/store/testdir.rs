@@ -46,6 +46,7 @@ pub(crate) fn envelope(store: &Store, to: &[Destination]) -> QueueEnvelope {
         from: "<alice@example.net>".into(),
         smtputf8: false,
         body_8bit: false,
+        auth: None,
         recipients: to
             .iter()
             .map(|d| QueuedRecipient {
