@@ -683,9 +683,13 @@ impl Connection {
         let now = unix_now();
         let copies: Vec<usize> = {
             let mut policy = self.server.policy.lock();
+            // Local mailboxes only: a remote recipient's copy that comes
+            // back is a mail loop, which must end in a bounce at
+            // delivery.max_hops, not vanish as a duplicate.
             q.recipients
                 .iter()
                 .enumerate()
+                .filter(|(_, r)| matches!(r.destination, Destination::Local(_)))
                 .filter(|(_, r)| policy.seen_before(&mid, destination(r), now))
                 .map(|(idx, _)| idx)
                 .collect()

