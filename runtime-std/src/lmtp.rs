@@ -206,6 +206,7 @@ pub fn deliver_with(
         recipients: recipients.iter().map(|(_, a)| a.clone()).collect(),
         size: 0,
         body_8bit: env.body_8bit,
+        smtputf8: env.smtputf8,
     };
     let result = match target {
         LmtpTarget::Tcp(addr) => TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)

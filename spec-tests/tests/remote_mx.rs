@@ -28,17 +28,15 @@
 //! Every bounce lands in the local sender's Maildir and is read as an
 //! RFC 3464 report by Python's `email` package.
 //!
-//! Known bugs, shown by `bug_*` tests (ignored, with the reason): a loop
-//! through this server is dropped as a duplicate instead of bounced; a
-//! host skipped after EHLO (421) is not logged; SMTPUTF8 is never declared
-//! when a message is passed on.
+//! Also: a loop through this server ends in a bounce even with duplicate
+//! suppression on; a host skipped after EHLO (421) is logged; SMTPUTF8 is
+//! declared when a message is passed on to a server that offers it.
 //!
 //! The scripted-peer cases (4xx then retry, timeouts, a connection lost
 //! in DATA) are in `remote_delivery.rs`. These need Debian's
 //! `dnsmasq-base`, `python3-aiosmtpd` and `postfix`, and root for Postfix:
 //! `.ci/interop` installs them and runs
-//! `cargo test -p hato-spec-tests --test remote_mx -- --ignored --skip bug_`
-//! (`bug_*` tests show known bugs, named in their `#[ignore]`).
+//! `cargo test -p hato-spec-tests --test remote_mx -- --ignored`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -891,13 +889,12 @@ fn postfix_rate_limit_4xx_is_retried_until_accepted() {
 
 /// An SMTPUTF8 message (RFC 6531) to a UTF-8 address, and Postfix
 /// announces SMTPUTF8: the message must go on with SMTPUTF8 declared
-/// (Postfix's `Received:` then says `with UTF8ESMTP`), or, if hato cannot
-/// do that, bounce with 5.6.7 (RFC 6531 §3.2); never go on undeclared.
+/// (Postfix's `Received:` then says `with UTF8SMTP`, RFC 6531 §4.3), or,
+/// if hato cannot do that, bounce with 5.6.7 (RFC 6531 §3.2); never go on
+/// undeclared.
 #[test]
-#[ignore = "bug: the SMTP client never declares SMTPUTF8 (core/src/smtp/client: \
-            Transaction has no smtputf8 flag; runtime-std/src/remote/attempt.rs drops \
-            env.smtputf8), so a UTF-8 address is sent in a plain ESMTP transaction"]
-fn bug_an_smtputf8_message_is_not_sent_on_undeclared() {
+#[ignore = "needs dnsmasq and Postfix; run by .ci/interop"]
+fn an_smtputf8_message_is_not_sent_on_undeclared() {
     let port = port_on(&[4]);
     let dns = Dnsmasq::start(&records(&[
         "--mx-host=pf.test,mx.pf.test,10",
@@ -924,7 +921,7 @@ fn bug_an_smtputf8_message_is_not_sent_on_undeclared() {
             let copy = wait_new_mail(&postfix, "jörg", &mut seen);
             let text = String::from_utf8_lossy(&copy).into_owned();
             assert!(
-                text.contains("with UTF8ESMTP"),
+                text.contains("with UTF8SMTP"),
                 "{}: sent on without SMTPUTF8:\n{text}",
                 binary.name()
             );

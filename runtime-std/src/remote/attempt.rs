@@ -159,6 +159,7 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
         recipients: addresses.iter().map(|a| format!("<{a}>")).collect(),
         size: size + signature.len() as u64,
         body_8bit: env.body_8bit,
+        smtputf8: env.smtputf8,
     };
 
     // An idle connection to the same destination first.
@@ -365,6 +366,7 @@ fn outcome_text(o: &Outcome) -> String {
         Outcome::Temporary(f) => format!("4.4.2 {f}"),
         Outcome::Permanent(f @ Failure::TooLarge { .. }) => format!("5.3.4 {f}"),
         Outcome::Permanent(f @ Failure::EightBitUnsupported) => format!("5.6.3 {f}"),
+        Outcome::Permanent(f @ Failure::Utf8Unsupported) => format!("5.6.7 {f}"),
         Outcome::Permanent(f) => format!("5.0.0 {f}"),
     }
 }

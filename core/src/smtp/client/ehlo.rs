@@ -1,7 +1,7 @@
 //! The service extensions a server announces in its EHLO reply
 //! (RFC 5321 §4.1.1.1: one keyword per line after the first), as far as the
 //! client uses them: PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME
-//! (RFC 6152), STARTTLS (RFC 3207).
+//! (RFC 6152), STARTTLS (RFC 3207), SMTPUTF8 (RFC 6531).
 
 /// What the server offers. A server greeted with HELO offers nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub struct Extensions {
     pub eight_bit_mime: bool,
     /// STARTTLS is offered.
     pub starttls: bool,
+    /// SMTPUTF8: UTF-8 addresses and headers are understood.
+    pub smtputf8: bool,
 }
 
 impl Extensions {
@@ -31,6 +33,8 @@ impl Extensions {
                 ext.pipelining = true;
             } else if keyword.eq_ignore_ascii_case("8BITMIME") {
                 ext.eight_bit_mime = true;
+            } else if keyword.eq_ignore_ascii_case("SMTPUTF8") {
+                ext.smtputf8 = true;
             } else if keyword.eq_ignore_ascii_case("STARTTLS") {
                 ext.starttls = true;
             } else if keyword.eq_ignore_ascii_case("SIZE") {

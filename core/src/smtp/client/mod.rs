@@ -56,7 +56,12 @@
 //! in plaintext, as before. A server that does not offer STARTTLS is used
 //! in plaintext.
 //!
-//! Not supported (yet): AUTH, SMTPUTF8, CHUNKING. An 8-bit body
+//! SMTPUTF8 (RFC 6531): a transaction marked `smtputf8` declares it in
+//! MAIL when the server offers it; to a server that does not, it goes on
+//! undeclared if every envelope address is ASCII, and otherwise fails
+//! permanently (the bounce says 5.6.7, RFC 6531 §3.2).
+//!
+//! Not supported (yet): AUTH, CHUNKING. An 8-bit body
 //! for a server without 8BITMIME fails permanently: hato does not convert
 //! messages to 7 bits (RFC 6152 §3 allows bouncing instead).
 
@@ -520,8 +525,11 @@ impl ClientSession {
     /// PIPELINING the RCPTs and DATA too).
     fn start(&mut self, now: Instant, tx: Transaction) {
         let n = tx.recipients.len();
+        let utf8_addresses = !tx.from.is_ascii() || tx.recipients.iter().any(|r| !r.is_ascii());
         let refuse = if tx.body_8bit && !self.ext.eight_bit_mime {
             Some(Failure::EightBitUnsupported)
+        } else if tx.smtputf8 && utf8_addresses && !self.ext.smtputf8 {
+            Some(Failure::Utf8Unsupported)
         } else {
             self.ext
                 .size_limit()
@@ -554,6 +562,9 @@ impl ClientSession {
         }
         if a.tx.body_8bit {
             mail.push_str(" BODY=8BITMIME");
+        }
+        if a.tx.smtputf8 && self.ext.smtputf8 {
+            mail.push_str(" SMTPUTF8");
         }
         let mut lines = vec![mail];
         if pipelined {

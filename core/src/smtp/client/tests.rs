@@ -151,6 +151,7 @@ fn tx(rcpts: &[&str]) -> Transaction {
         recipients: rcpts.iter().map(|r| format!("<{r}>")).collect(),
         size: 1000,
         body_8bit: false,
+        smtputf8: false,
     }
 }
 
@@ -1050,4 +1051,28 @@ fn bytes_in_the_same_read_as_the_220_to_starttls_are_dropped() {
     assert!(!t.s.is_closed(), "no protocol error from the junk");
     t.s.tls_established(t.now).unwrap();
     assert_eq!(t.sent(), "EHLO client.example\r\n");
+}
+
+#[test]
+fn smtputf8_is_declared_when_offered_and_utf8_addresses_fail_without_it() {
+    let mut m = tx(&["jörg@there.example"]);
+    m.smtputf8 = true;
+    // Offered: declared in MAIL (RFC 6531 §3.4).
+    let mut t = Script::ready(&["SMTPUTF8"]);
+    t.send(m.clone());
+    assert_eq!(t.sent(), "MAIL FROM:<sender@here.example> SMTPUTF8\r\n");
+    // Not offered, and the address needs it: not sent, failed for good.
+    let mut t = Script::ready(&["PIPELINING"]);
+    t.send(m);
+    assert_eq!(t.sent(), "");
+    assert_eq!(
+        Script::done(&t.take_events()),
+        [Outcome::Permanent(Failure::Utf8Unsupported)]
+    );
+    // Not offered, but every address is ASCII: sent undeclared.
+    let mut ascii = tx(&["a@there.example"]);
+    ascii.smtputf8 = true;
+    let mut t = Script::ready(&["PIPELINING"]);
+    t.send(ascii);
+    assert!(t.sent().starts_with("MAIL FROM:<sender@here.example>\r\n"));
 }

@@ -94,6 +94,8 @@ pub struct Transaction {
     pub size: u64,
     /// The body holds octets above 127 (RFC 6152 8BITMIME).
     pub body_8bit: bool,
+    /// The message was received with SMTPUTF8 (RFC 6531): declare it.
+    pub smtputf8: bool,
 }
 
 /// The reply wait (or sending step) the session is in; names the timer.
@@ -197,6 +199,9 @@ pub enum Failure {
     /// An 8-bit body for a server without 8BITMIME (RFC 6152 §3). hato
     /// does not convert to 7 bits; the message was not sent.
     EightBitUnsupported,
+    /// UTF-8 envelope addresses for a server without SMTPUTF8 (RFC 6531
+    /// §3.2); the message was not sent.
+    Utf8Unsupported,
 }
 
 impl fmt::Display for Failure {
@@ -213,6 +218,7 @@ impl fmt::Display for Failure {
                 "message size {size} exceeds the server's limit of {limit}"
             ),
             Self::EightBitUnsupported => f.write_str("8-bit message to a server without 8BITMIME"),
+            Self::Utf8Unsupported => f.write_str("UTF-8 addresses to a server without SMTPUTF8"),
         }
     }
 }
