@@ -39,6 +39,7 @@ proxymap  unix  -       -       n       -       -       proxymap
 showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 discard   unix  -       -       n       -       -       discard
 virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil

@@ -947,3 +947,65 @@ fn wait_new_mail(postfix: &Postfix, local: &str, seen: &mut Vec<std::path::PathB
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Outbound STARTTLS against a real Postfix with a certificate (made by
+/// `openssl req` for the test): the message goes over TLS (Postfix's
+/// `Received:` says `ESMTPS`, hato's log `tls=TLSv1_...`).
+#[test]
+#[ignore = "needs dnsmasq, Postfix and openssl; run by .ci/interop"]
+fn postfix_with_a_certificate_gets_the_mail_over_starttls() {
+    let port = port_on(&[4]);
+    let dns = Dnsmasq::start(&records(&[
+        "--mx-host=tls.test,mx.tls.test,10",
+        "--host-record=mx.tls.test,127.0.0.4",
+    ]));
+    let certs = std::env::temp_dir().join(format!("hato-pf-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=mx.tls.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let cert_line = format!("smtpd_tls_cert_file = {}", cert.display());
+    let key_line = format!("smtpd_tls_key_file = {}", key.display());
+    let postfix = Postfix::start_with(
+        SocketAddr::from((lo(4), port)),
+        "tls.test",
+        &["dana"],
+        &[&cert_line, &key_line, "smtpd_tls_security_level = may"],
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for binary in Binary::ALL {
+        let server = start(binary, &dns, port);
+        send(
+            &server,
+            &["dana@tls.test"],
+            "",
+            &message("dana@tls.test", "tls"),
+        );
+        wait_queue_empty(&server);
+        let stored = wait_new_mail(&postfix, "dana", &mut seen);
+        let text = String::from_utf8_lossy(&stored);
+        assert!(
+            text.contains("with ESMTPS"),
+            "{}: not over TLS:\n{text}\n{}",
+            binary.name(),
+            postfix.log()
+        );
+        let deliver = server.wait_events("deliver", 1);
+        assert!(
+            log_value(&deliver[0], "tls").is_some_and(|v| v.starts_with("TLSv1_")),
+            "{deliver:?}"
+        );
+        assert!(server.events("tls-failed").is_empty());
+    }
+    let _ = std::fs::remove_dir_all(&certs);
+}
