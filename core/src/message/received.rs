@@ -1,8 +1,10 @@
 //! The Received: trace header of RFC 5321 §4.4 (syntax of §4.4 `Time-stamp-line`):
 //! `from` the HELO name and the client's IP, `by` our host name, `with`
 //! SMTP / ESMTP / ESMTPS / ESMTPA / ESMTPSA (RFC 3848 protocol types: S
-//! for TLS, A for an authenticated client), `id` the queue id, `for` the
-//! single recipient when there is only one, and the date.
+//! for TLS, A for an authenticated client), or UTF8SMTP / UTF8SMTPS /
+//! UTF8SMTPA / UTF8SMTPSA for a transaction with SMTPUTF8 (RFC 6531 §4.3),
+//! `id` the queue id, `for` the single recipient when there is only one,
+//! and the date.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -24,6 +26,8 @@ pub struct ReceivedInfo<'a> {
     pub tls: bool,
     /// The client had authenticated (`ESMTPA`).
     pub authenticated: bool,
+    /// MAIL carried SMTPUTF8 (`UTF8SMTP`, RFC 6531 §4.3).
+    pub smtputf8: bool,
     /// The queue id.
     pub queue_id: &'a str,
     /// The recipient, when the message has exactly one.
@@ -54,8 +58,17 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
     h
 }
 
-/// The RFC 3848 protocol type; its S and A qualify ESMTP only.
+/// The RFC 3848 protocol type (RFC 6531 §4.3 with SMTPUTF8); its S and A
+/// qualify ESMTP only.
 fn protocol(info: &ReceivedInfo<'_>) -> &'static str {
+    if info.extended && info.smtputf8 {
+        return match (info.tls, info.authenticated) {
+            (false, false) => "UTF8SMTP",
+            (true, false) => "UTF8SMTPS",
+            (false, true) => "UTF8SMTPA",
+            (true, true) => "UTF8SMTPSA",
+        };
+    }
     match (info.extended, info.tls, info.authenticated) {
         (false, _, _) => "SMTP",
         (true, false, false) => "ESMTP",
@@ -94,6 +107,7 @@ mod tests {
             extended: true,
             tls: false,
             authenticated: false,
+            smtputf8: false,
             queue_id: "ABC123",
             single_recipient: Some("alice@example.test"),
             date: UnixTime(0),
@@ -115,6 +129,7 @@ mod tests {
             extended: false,
             tls: false,
             authenticated: false,
+            smtputf8: false,
             queue_id: "Q",
             single_recipient: None,
             date: UnixTime(0),
@@ -122,5 +137,29 @@ mod tests {
         assert!(
             h.starts_with("Received: from x___Bcc: victim ([IPv6:::1])\r\n\tby h with SMTP id Q;")
         );
+    }
+
+    #[test]
+    fn smtputf8_transactions_are_utf8smtp() {
+        let info = |tls, authenticated| ReceivedInfo {
+            helo: "c",
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            hostname: "h",
+            extended: true,
+            tls,
+            authenticated,
+            smtputf8: true,
+            queue_id: "Q",
+            single_recipient: None,
+            date: UnixTime(0),
+        };
+        for (tls, auth, proto) in [
+            (false, false, "with UTF8SMTP id"),
+            (true, false, "with UTF8SMTPS id"),
+            (false, true, "with UTF8SMTPA id"),
+            (true, true, "with UTF8SMTPSA id"),
+        ] {
+            assert!(received_header(&info(tls, auth)).contains(proto), "{proto}");
+        }
     }
 }

@@ -284,6 +284,7 @@ impl Session {
                 extended: tx.extended,
                 tls: self.tls.is_some(),
                 authenticated: self.authenticated,
+                smtputf8: tx.params.smtputf8,
                 queue_id: &queue_id,
                 single_recipient: single.as_deref().map(|s| s.trim_matches(['<', '>'])),
                 date,
