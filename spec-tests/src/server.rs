@@ -463,6 +463,44 @@ impl Server {
         }
     }
 
+    /// Waits until `queue/` is empty (every message finished), at most
+    /// `timeout`; panics with the log otherwise.
+    pub fn wait_queue_empty(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let files = self.data.queue_files().unwrap_or_default();
+            if files.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: queue not empty: {files:?}\n{}",
+                self.binary.name(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the first message in `address`'s Maildir, at most
+    /// `timeout`; returns its bytes, or panics with the log.
+    pub fn wait_first_mail(&self, address: &str, timeout: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let first = self.data.delivered(address).unwrap_or_default();
+            if let Some(bytes) = first.first().and_then(|p| std::fs::read(p).ok()) {
+                return bytes;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: nothing for {address}\n{}",
+                self.binary.name(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Returns every line the server wrote to stderr so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()

@@ -65,34 +65,12 @@ fn message(subject: &str) -> String {
 
 /// Waits until `queue/` is empty (every message finished).
 fn wait_queue_empty(server: &Server) {
-    let deadline = Instant::now() + WAIT;
-    while !server.data().queue_files().unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "{}: queue not empty: {:?}\n{}",
-            server.binary().name(),
-            server.data().queue_files(),
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_queue_empty(WAIT);
 }
 
 /// Waits for the first file in `address`'s Maildir; returns its bytes.
 fn wait_mail(server: &Server, address: &str) -> Vec<u8> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(p) = server.data().delivered(address).unwrap().first() {
-            return std::fs::read(p).unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}: nothing for {address}\n{}",
-            server.binary().name(),
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_first_mail(address, WAIT)
 }
 
 /// Reads a DSN with Python's email package; prints one fact a line.

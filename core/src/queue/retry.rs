@@ -27,17 +27,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        const MIN: u64 = 60;
-        Self {
-            backoff: [5, 10, 20, 40, 60]
-                .iter()
-                .map(|m| Duration::from_secs(m * MIN))
-                .collect(),
-            max_lifetime: Duration::from_secs(5 * 24 * 60 * MIN),
-            delay_warning: Some(Duration::from_secs(4 * 60 * MIN)),
-            per_destination: 5,
-            global: 20,
-        }
+        Self::from_config(&crate::config::Delivery::default())
     }
 }
 

@@ -457,24 +457,24 @@ fn record(shared: &Shared, work: &Work, to: &str, r: Result1) -> AttemptResult {
                     .emit();
                 return AttemptResult::Temporary(why);
             }
-            log::Line::new("bounce")
-                .kv("id", &work.id)
-                .kv("to", to)
-                .opt("relay", r.relay.as_deref())
-                .kv("reason", one_line(reason))
-                .emit();
+            outcome_line("bounce", work, to, &r, reason);
             r.result
         }
         AttemptResult::Temporary(reason) | AttemptResult::HostFailed(reason) => {
-            log::Line::new("defer")
-                .kv("id", &work.id)
-                .kv("to", to)
-                .opt("relay", r.relay.as_deref())
-                .kv("reason", one_line(reason))
-                .emit();
+            outcome_line("defer", work, to, &r, reason);
             r.result
         }
     }
+}
+
+/// Logs a recipient that failed (`bounce`) or waits (`defer`).
+fn outcome_line(event: &str, work: &Work, to: &str, r: &Result1, reason: &str) {
+    log::Line::new(event)
+        .kv("id", &work.id)
+        .kv("to", to)
+        .opt("relay", r.relay.as_deref())
+        .kv("reason", one_line(reason))
+        .emit();
 }
 
 fn one_line(s: &str) -> String {
