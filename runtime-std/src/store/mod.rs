@@ -21,6 +21,7 @@
 //! an `Arc`.
 
 mod fsutil;
+mod group_sync;
 mod id;
 pub mod maildir;
 mod policy;
@@ -36,10 +37,12 @@ pub(crate) mod testdir;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hato_core::queue::is_valid_queue_id;
 
 use crate::log;
+use group_sync::GroupSync;
 
 pub(crate) use fsutil::remove_if_exists as remove_file_if_exists;
 pub use policy::POLICY_FILE;
@@ -55,6 +58,8 @@ pub struct Store {
     incoming: PathBuf,
     mailboxes: PathBuf,
     state: PathBuf,
+    /// The shared fsync barrier of `queue/` (see `group_sync`).
+    queue_sync: Arc<GroupSync>,
 }
 
 impl Store {
@@ -86,6 +91,7 @@ impl Store {
         let store = Self {
             data_dir: data_dir.to_path_buf(),
             incoming: queue.join("incoming"),
+            queue_sync: Arc::new(GroupSync::new(queue.clone())),
             queue,
             mailboxes: data_dir.join("mailboxes"),
             state: data_dir.join("state"),

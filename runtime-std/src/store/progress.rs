@@ -17,7 +17,12 @@
 //! twice". (Readers that know only done lines skip intent lines, whose
 //! first word is not a number.)
 //!
-//! The queue file is removed before its progress file; a progress file
+//! The progress file is created, empty, when the message is queued (see
+//! `spool`), under the same fsync of `queue/` as the message itself, so
+//! appending to it never needs an fsync of `queue/`. (A message queued by
+//! an older version has none; the first line then creates it and fsyncs
+//! `queue/`.) The queue file is removed before its progress file, with an
+//! fsync of `queue/` between them (see [`Store::remove`]); a progress file
 //! whose queue file is gone is removed by [`Store::open`].
 
 use std::fs::{self, OpenOptions};
@@ -27,7 +32,7 @@ use std::path::PathBuf;
 #[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::{check_id, fsutil, Store};
+use super::{check_id, Store};
 
 /// The suffix of progress files: `queue/<id>.done`.
 pub(crate) const SUFFIX: &str = ".done";
@@ -132,9 +137,19 @@ impl Store {
         opts.append(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let (mut file, created) = match opts.clone().create_new(true).open(&path) {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (opts.open(&path)?, false),
+        // The file is normally there since the message was queued.
+        let (mut file, created) = match opts.open(&path) {
+            Ok(f) => (f, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match opts.clone().create_new(true).open(&path) {
+                    Ok(f) => (f, true),
+                    // Created meanwhile by another writer.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        (opts.open(&path)?, false)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         };
         file.write_all(line.as_bytes())?;
@@ -143,7 +158,7 @@ impl Store {
         }
         file.sync_data()?;
         if created {
-            fsutil::sync_dir(&self.queue)?;
+            self.queue_sync.sync()?;
         }
         Ok(())
     }
