@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hato_core::config::Config;
 use hato_core::policy::ListenerKind;
-use hato_core::smtp::server::{Peer, Session};
+use hato_core::smtp::server::{Peer, Session, BODY_CHUNK};
 
 use crate::host::{Connection, Server};
 use crate::log::Line;
@@ -230,12 +230,18 @@ fn drain(
             out.clear();
             sent?;
         }
-        session.take_body(body);
-        if !body.is_empty() {
-            conn.write_body(body);
-            body.clear();
+        // Message data is written in chunks of BODY_CHUNK, and what is
+        // left before the next event (the end of data): one write for a
+        // small message. The data always precedes the event it comes with.
+        let event = session.poll_event();
+        if event.is_some() || session.body_len() >= BODY_CHUNK {
+            session.take_body(body);
+            if !body.is_empty() {
+                conn.write_body(body);
+                body.clear();
+            }
         }
-        let Some(event) = session.poll_event() else {
+        let Some(event) = event else {
             return Ok(());
         };
         let work = conn.on_event(event, session);
