@@ -5,6 +5,7 @@
 //!   queue/<ID>            one queued message: envelope header + body
 //!                         (format: `hato_core::queue`), complete and fsynced
 //!   queue/<ID>.done       delivery progress: indexes of finished recipients
+//!                         (created empty with the message, see `spool`)
 //!   queue/incoming/<ID>   a message being received; renamed into queue/
 //!                         only once complete and fsynced
 //!   mailboxes/<domain>/<local>/{tmp,new,cur}   Maildir
