@@ -76,7 +76,10 @@ impl Store {
     /// # Errors
     /// A directory cannot be created or read, or a leftover cannot be removed.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let store = Self::attach(data_dir)?;
+        let mut store = Self::attach(data_dir)?;
+        // The server removes progress files in the background (see
+        // `Store::remove`).
+        store.queue_sync = Arc::new(GroupSync::new(store.queue.clone(), true));
         store.remove_leftovers()?;
         Ok(store)
     }
@@ -92,7 +95,7 @@ impl Store {
         let store = Self {
             data_dir: data_dir.to_path_buf(),
             incoming: queue.join("incoming"),
-            queue_sync: Arc::new(GroupSync::new(queue.clone())),
+            queue_sync: Arc::new(GroupSync::new(queue.clone(), false)),
             queue,
             mailboxes: data_dir.join("mailboxes"),
             state: data_dir.join("state"),
@@ -101,6 +104,16 @@ impl Store {
             fsutil::create_private_dir_all(dir)?;
         }
         Ok(store)
+    }
+
+    /// Finishes the removals that wait for an fsync of `queue/` (see
+    /// [`Store::remove`]); the server calls it when it stops.
+    ///
+    /// # Errors
+    /// The fsync failed: the progress files stay, and the next start
+    /// removes them.
+    pub fn flush_removals(&self) -> io::Result<()> {
+        self.queue_sync.flush()
     }
 
     /// Returns the data directory.

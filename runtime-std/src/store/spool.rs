@@ -284,6 +284,7 @@ mod tests {
         store.mark_delivered(&env.id, 0).unwrap();
         assert_eq!(store.delivered(&env.id).unwrap(), vec![0]);
         store.remove(&env.id).unwrap();
+        store.flush_removals().unwrap();
         assert!(!progress.exists());
     }
 
