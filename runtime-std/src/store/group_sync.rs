@@ -194,6 +194,7 @@ impl GroupSync {
                 // Left for the next start, which removes progress files
                 // without message.
                 log::Line::new("error")
+                    .kv("what", "queue-remover")
                     .kv("file", path.display())
                     .kv("reason", format!("cannot remove: {e}"))
                     .emit();
