@@ -8,10 +8,14 @@
 //! (POSIX `fsync` of a directory makes every entry change made before it
 //! durable). One caller at a time runs the fsync (the leader); the others
 //! wait, and everyone who arrived while an fsync was running is served by
-//! the next one. There is no timer: with one session a barrier costs one
-//! fsync as before, and with many the syncs of the sessions that finish
-//! DATA together collapse into one or two. At most two fsyncs of waiting
-//! stand between a caller and its answer.
+//! the next one. With one session a barrier costs one fsync as before, and
+//! with many the syncs of the sessions that finish DATA together collapse
+//! into one or two.
+//!
+//! A commit announces itself ([`GroupSync::arriving`]) before it fsyncs
+//! its own file; a leader about to fsync the directory first waits, at
+//! most [`WINDOW`], while such commits are on their way, so that one fsync
+//! serves them too. Alone, a session never waits for that window.
 //!
 //! This is what keeps RFC 5321 §6.1's promise cheap: a 250 is sent only
 //! after the barrier covering the message's rename into `queue/`.
@@ -19,20 +23,29 @@
 //! A removal that must wait for a barrier but need not be waited for (the
 //! progress file of a delivered message, see `Store::remove`) is handed to
 //! [`GroupSync::remove_after_sync`]: a background thread (started at the
-//! first such call, in the server only) takes the next barrier, shared with
-//! everyone else's, and then unlinks the files whose barrier it was.
+//! first such call, in the server only) waits up to [`RIDE`] for a barrier
+//! that someone else takes anyway (a receiving session's commit), runs one
+//! itself only when none comes, and then unlinks the files whose barrier
+//! has passed. While mail arrives, removals thus cost no fsync at all.
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::fsutil;
 use crate::log;
 
+/// How long a leader waits for commits that have announced themselves
+/// (they are fsyncing their files) before it fsyncs the directory.
+const WINDOW: Duration = Duration::from_millis(3);
 /// How long the background thread waits for work before it checks
 /// whether the store is still there.
 const IDLE: Duration = Duration::from_secs(1);
+/// How long a removal waits for someone else's barrier before the
+/// background thread takes one itself: under load a commit comes every
+/// millisecond or two; idle, a progress file outlives its message this long.
+const RIDE: Duration = Duration::from_millis(50);
 /// How long it pauses after a failed fsync before trying again.
 const RETRY: Duration = Duration::from_millis(200);
 
@@ -44,9 +57,15 @@ pub(crate) struct GroupSync {
     done: Condvar,
     /// Wakes the background thread: removals are waiting.
     work: Condvar,
+    /// Wakes a leader in its window: a commit reached the barrier.
+    arrive: Condvar,
     /// Whether removals may wait in the background (the server) or are
     /// done at once (the command line, which exits right after).
     background: bool,
+    /// How long removals wait for someone else's barrier ([`RIDE`]).
+    ride: Duration,
+    /// How long a leader waits for announced commits ([`WINDOW`]).
+    window: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +88,37 @@ struct State {
     deferred: Vec<(u64, PathBuf)>,
     /// Whether the background thread runs.
     remover: bool,
+    /// Commits announced and not yet at the barrier.
+    arriving: usize,
+}
+
+/// A commit on its way to the barrier, announced before its file fsync
+/// (see the module docs). Dropped without [`Arriving::sync`], it
+/// withdraws.
+#[derive(Debug)]
+pub(crate) struct Arriving<'a> {
+    barrier: &'a GroupSync,
+    counted: bool,
+}
+
+impl Arriving<'_> {
+    /// Waits for the barrier, as [`GroupSync::sync`].
+    ///
+    /// # Errors
+    /// As [`GroupSync::sync`].
+    pub(crate) fn sync(mut self) -> io::Result<()> {
+        self.counted = false;
+        self.barrier.barrier(true)
+    }
+}
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.barrier.lock().arriving -= 1;
+            self.barrier.arrive.notify_all();
+        }
+    }
 }
 
 impl GroupSync {
@@ -80,7 +130,10 @@ impl GroupSync {
             state: Mutex::new(State::default()),
             done: Condvar::new(),
             work: Condvar::new(),
+            arrive: Condvar::new(),
             background,
+            ride: RIDE,
+            window: WINDOW,
         }
     }
 
@@ -90,7 +143,24 @@ impl GroupSync {
     /// # Errors
     /// Every fsync that could have covered the caller's change failed.
     pub(crate) fn sync(&self) -> io::Result<()> {
+        self.barrier(false)
+    }
+
+    /// Announces a commit that will call [`Arriving::sync`] soon.
+    pub(crate) fn arriving(&self) -> Arriving<'_> {
+        self.lock().arriving += 1;
+        Arriving {
+            barrier: self,
+            counted: true,
+        }
+    }
+
+    fn barrier(&self, announced: bool) -> io::Result<()> {
         let mut st = self.lock();
+        if announced {
+            st.arriving = st.arriving.saturating_sub(1);
+            self.arrive.notify_all();
+        }
         st.callers += 1;
         // Any fsync numbered `need` or later starts after this point.
         let need = st.started + 1;
@@ -110,6 +180,20 @@ impl GroupSync {
                 continue;
             }
             st.running = true;
+            // The window: commits on their way join this fsync. Whoever
+            // arrives meanwhile sees `running` and waits for `need`, which
+            // is this fsync's number, since `started` moves on only below.
+            let window_end = Instant::now() + self.window;
+            while st.arriving > 0 {
+                let left = window_end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = self
+                    .arrive
+                    .wait_timeout(st, left)
+                    .map_or_else(|e| e.into_inner().0, |(st, _)| st);
+            }
             st.started += 1;
             st.syncs += 1;
             let number = st.started;
@@ -202,6 +286,17 @@ impl GroupSync {
         }
     }
 
+    /// Waits up to `limit` for a barrier, taken by someone else, that
+    /// covers every deferred removal.
+    fn wait_for_barrier(&self, limit: Duration) {
+        let st = self.lock();
+        let need = st.deferred.iter().map(|(need, _)| *need).max().unwrap_or(0);
+        let _ = self
+            .done
+            .wait_timeout_while(st, limit, |st| st.succeeded < need)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
     /// Waits up to `limit` for deferred removals; tells whether there are.
     fn wait_for_work(&self, limit: Duration) -> bool {
         let st = self.lock();
@@ -232,7 +327,12 @@ fn remover(barrier: &Weak<GroupSync>) {
         let Some(g) = barrier.upgrade() else {
             return;
         };
-        if g.wait_for_work(IDLE) && g.flush().is_err() {
+        if !g.wait_for_work(IDLE) {
+            continue;
+        }
+        g.wait_for_barrier(g.ride);
+        g.reap();
+        if g.flush().is_err() {
             std::thread::sleep(RETRY);
         }
     }
@@ -296,9 +396,9 @@ mod tests {
             std::fs::write(f, b"").unwrap();
             g.remove_after_sync(f.clone()).unwrap();
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while files.iter().any(|f| f.exists()) {
-            assert!(std::time::Instant::now() < deadline, "not removed");
+            assert!(Instant::now() < deadline, "not removed");
             std::thread::sleep(Duration::from_millis(5));
         }
         let (syncs, _) = g.counts();
@@ -309,6 +409,56 @@ mod tests {
         std::fs::write(&f, b"").unwrap();
         Arc::new(now).remove_after_sync(f.clone()).unwrap();
         assert!(!f.exists());
+    }
+
+    #[test]
+    fn a_leader_waits_for_announced_commits() {
+        let t = TestDir::new("group-sync-window");
+        let mut g = GroupSync::new(t.path().to_path_buf(), false);
+        g.window = Duration::from_secs(30);
+        let g = Arc::new(g);
+        let arrived = Arc::new(Barrier::new(2));
+        let commit = {
+            let (g, arrived) = (Arc::clone(&g), Arc::clone(&arrived));
+            std::thread::spawn(move || {
+                let on_its_way = g.arriving();
+                arrived.wait();
+                // Its file fsync takes until the leader is in its window.
+                while !g.lock().running {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                on_its_way.sync().unwrap();
+            })
+        };
+        arrived.wait();
+        g.sync().unwrap(); // leads, and waits for the announced commit
+        commit.join().unwrap();
+        assert_eq!(g.counts(), (1, 2), "one fsync for both");
+        // A withdrawn announcement does not hold a leader up.
+        drop(g.arriving());
+        assert_eq!(g.lock().arriving, 0);
+        g.sync().unwrap();
+        assert_eq!(g.counts(), (2, 3));
+    }
+
+    #[test]
+    fn removals_ride_on_other_callers_barriers() {
+        let t = TestDir::new("group-sync-ride");
+        let mut g = GroupSync::new(t.path().to_path_buf(), true);
+        g.ride = Duration::from_secs(30);
+        let g = Arc::new(g);
+        let f = t.path().join("z.done");
+        std::fs::write(&f, b"").unwrap();
+        g.remove_after_sync(f.clone()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(f.exists(), "removed before any fsync");
+        g.sync().unwrap(); // a commit's barrier
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while f.exists() {
+            assert!(Instant::now() < deadline, "not removed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(g.counts().0, 1, "the removal took an fsync of its own");
     }
 
     #[test]

@@ -149,6 +149,9 @@ fn commit_file(mut file: File, w: &SpoolWriter) -> io::Result<()> {
     if !w.header.is_empty() {
         file.write_all(&w.header)?; // an empty message
     }
+    // Announced before the file's fsync, so that a barrier about to start
+    // may wait a moment for this commit (see `group_sync`).
+    let arriving = w.queue_sync.arriving();
     file.sync_all()?;
     drop(file);
     // Empty and new: a progress file never outlives its message, and ids
@@ -157,7 +160,7 @@ fn commit_file(mut file: File, w: &SpoolWriter) -> io::Result<()> {
     fs::rename(&w.incoming, &w.queued)?;
     // One barrier makes both names durable; sessions that get here at the
     // same time share it.
-    w.queue_sync.sync()
+    arriving.sync()
 }
 
 fn closed() -> io::Error {
