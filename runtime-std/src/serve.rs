@@ -166,6 +166,8 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
     let (mut start, mut end) = (0, 0);
     let mut out = Vec::with_capacity(1024);
     let mut body = Vec::new();
+    // The read timeout the socket has now (outer None: not set yet).
+    let mut armed: Option<Option<Duration>> = None;
     loop {
         drain(&mut conn, &mut session, &mut stream, &mut out, &mut body)?;
         if session.is_closed() {
@@ -195,7 +197,10 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
             Some((deadline, _)) => Some(deadline - now),
             None => None,
         };
-        stream.set_read_timeout(timeout)?;
+        if !armed.is_some_and(|set| close_enough(set, timeout)) {
+            stream.set_read_timeout(timeout)?;
+            armed = Some(timeout);
+        }
         match stream.read(&mut buf) {
             Ok(0) if conn.is_stopping() => session.shutdown(Instant::now()),
             Ok(0) => session.handle_eof(Instant::now()),
@@ -211,6 +216,22 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => session.handle_eof(Instant::now()),
         }
+    }
+}
+
+/// How much later than the session's deadline a read may time out.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
+
+/// Tells whether the read timeout `set` on the socket will do for a read
+/// that should end by `want`: not more than [`TIMEOUT_SLACK`] late, and
+/// not before half of `want` (waking early is harmless: the loop finds no
+/// timer due and sets the socket again). Saves a setsockopt per command:
+/// each command re-arms the session's timer to nearly the same length.
+fn close_enough(set: Option<Duration>, want: Option<Duration>) -> bool {
+    match (set, want) {
+        (None, None) => true,
+        (Some(set), Some(want)) => set <= want + TIMEOUT_SLACK && set >= want / 2,
+        _ => false,
     }
 }
 
@@ -282,5 +303,26 @@ fn linger_close(stream: &mut TcpStream) {
             Ok(0) | Err(_) => break,
             Ok(n) => drained += n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_timeout_is_kept_only_when_never_late_and_not_too_early() {
+        let s = Duration::from_secs;
+        assert!(close_enough(Some(s(300)), Some(s(300))));
+        assert!(close_enough(
+            Some(s(300)),
+            Some(Duration::from_millis(299_995))
+        ));
+        assert!(!close_enough(Some(s(300)), Some(s(299)))); // would be late
+        assert!(close_enough(Some(s(300)), Some(s(600)))); // early, once
+        assert!(!close_enough(Some(s(300)), Some(s(601))));
+        assert!(close_enough(None, None));
+        assert!(!close_enough(None, Some(s(1))));
+        assert!(!close_enough(Some(s(1)), None));
     }
 }

@@ -25,14 +25,18 @@
 //! fsync of `queue/` between them (see [`Store::remove`]); a progress file
 //! whose queue file is gone is removed by [`Store::open`].
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 #[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::{check_id, Store};
+
+/// The most of a progress file that is read: tens of thousands of lines,
+/// far more than any message's recipients make.
+const MAX_PROGRESS: u64 = 1 << 20;
 
 /// The suffix of progress files: `queue/<id>.done`.
 pub(crate) const SUFFIX: &str = ".done";
@@ -43,16 +47,29 @@ impl Store {
         Ok(self.queue.join(format!("{id}{SUFFIX}")))
     }
 
+    /// Reads the progress file of `id` (at most [`MAX_PROGRESS`] bytes);
+    /// `None` when there is none. Through `Take`, which skips the stat and
+    /// seek that `fs::read` makes for a size hint: the file is small and
+    /// usually empty, and this runs for every delivery attempt.
+    fn read_progress(&self, id: &str) -> io::Result<Option<Vec<u8>>> {
+        let file = match File::open(self.progress_path(id)?) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut text = Vec::new();
+        file.take(MAX_PROGRESS).read_to_end(&mut text)?;
+        Ok(Some(text))
+    }
+
     /// Returns the indexes of the recipients of `id` already delivered,
     /// sorted, without repeats.
     ///
     /// # Errors
     /// The progress file exists but cannot be read.
     pub fn delivered(&self, id: &str) -> io::Result<Vec<usize>> {
-        let text = match fs::read(self.progress_path(id)?) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(text) = self.read_progress(id)? else {
+            return Ok(Vec::new());
         };
         let mut done: Vec<usize> = text
             .split_inclusive(|&b| b == b'\n')
@@ -73,10 +90,8 @@ impl Store {
     /// # Errors
     /// The progress file exists but cannot be read.
     pub fn intents(&self, id: &str) -> io::Result<Vec<(usize, String)>> {
-        let text = match fs::read(self.progress_path(id)?) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(text) = self.read_progress(id)? else {
+            return Ok(Vec::new());
         };
         Ok(text
             .split_inclusive(|&b| b == b'\n')
