@@ -145,6 +145,18 @@ impl Directory {
     /// Tells whether `local@domain` exists (both compared in any case).
     pub fn contains(&self, local: &str, domain: &str) -> bool {
         let domain = domain.strip_suffix('.').unwrap_or(domain);
+        // The key is built on the stack (RCPT is on every message's path);
+        // only an address longer than any mailbox's would allocate.
+        let mut buf = [0u8; 320];
+        let len = local.len() + 1 + domain.len();
+        if let Some(key) = buf.get_mut(..len) {
+            let (l, rest) = key.split_at_mut(local.len());
+            l.copy_from_slice(local.as_bytes());
+            rest[0] = b'@';
+            rest[1..].copy_from_slice(domain.as_bytes());
+            key.make_ascii_lowercase();
+            return std::str::from_utf8(key).is_ok_and(|k| self.index.contains_key(k));
+        }
         let key = format!("{local}@{domain}").to_ascii_lowercase();
         self.index.contains_key(&key)
     }

@@ -3,6 +3,7 @@
 //! epoch) for what is written down: dates in headers and logs, queue times.
 //! The core never reads a clock.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// Wall-clock time in seconds since 1970-01-01T00:00:00Z, given by the front end.
@@ -19,7 +20,10 @@ impl UnixTime {
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
         let weekday = DAYS[((self.0 / 86_400) % 7) as usize];
-        format!(
+        // Sized once: `format!` would grow the string two or three times.
+        let mut out = String::with_capacity(32);
+        let _ = write!(
+            out,
             "{weekday}, {} {} {} {:02}:{:02}:{:02} +0000",
             c.day,
             MONTHS[(c.month - 1) as usize],
@@ -27,7 +31,8 @@ impl UnixTime {
             c.hour,
             c.minute,
             c.second
-        )
+        );
+        out
     }
 
     /// Formats the time as RFC 3339 in UTC, e.g. `2026-11-24T06:15:00Z`.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hato_core::config::Config;
 use hato_core::policy::ListenerKind;
-use hato_core::smtp::server::{Peer, Session};
+use hato_core::smtp::server::{Peer, Session, BODY_CHUNK};
 use hato_runtime_std::host::{Connection, Server};
 use hato_runtime_std::link::Link;
 use hato_runtime_std::log::Line;
@@ -285,31 +285,36 @@ async fn drain(
             io.wire.clear();
             sent?;
         }
-        session.take_body(body);
-        if !body.is_empty() {
-            let (mut conn, mut chunk) = (take(host)?, std::mem::take(body));
-            (conn, chunk) = smol::unblock(move || {
-                conn.write_body(&chunk);
-                (conn, chunk)
-            })
-            .await;
-            chunk.clear();
-            *body = chunk;
-            *host = Some(conn);
+        // Message data is written in chunks of BODY_CHUNK, and what is
+        // left together with the disk work of the next event (the end of
+        // data): a small message costs one trip to the blocking pool, not
+        // two. The data always precedes the event it comes with.
+        let event = session.poll_event();
+        if event.is_some() || session.body_len() >= BODY_CHUNK {
+            session.take_body(body);
         }
-        let Some(event) = session.poll_event() else {
-            return Ok(());
+        let Some(event) = event else {
+            if body.is_empty() {
+                return Ok(());
+            }
+            write_body(host, body).await?;
+            continue;
         };
         io.link.on_event(&event).map_err(io::Error::other)?;
         let conn = host.as_mut().ok_or_else(lost)?;
         let work = conn.on_event(event, session);
-        let verdict = if work.blocks() {
-            let mut conn = take(host)?;
-            let (conn, verdict) = smol::unblock(move || {
+        let verdict = if work.blocks() || !body.is_empty() {
+            let (mut conn, chunk) = (take(host)?, std::mem::take(body));
+            let (conn, mut chunk, verdict) = smol::unblock(move || {
+                if !chunk.is_empty() {
+                    conn.write_body(&chunk);
+                }
                 let verdict = conn.perform(work);
-                (conn, verdict)
+                (conn, chunk, verdict)
             })
             .await;
+            chunk.clear();
+            *body = chunk;
             *host = Some(conn);
             verdict
         } else {
@@ -321,6 +326,20 @@ async fn drain(
                 .map_err(io::Error::other)?;
         }
     }
+}
+
+/// Appends a chunk of message data to the spool file on the blocking pool.
+async fn write_body(host: &mut Option<Connection>, body: &mut Vec<u8>) -> io::Result<()> {
+    let (mut conn, chunk) = (take(host)?, std::mem::take(body));
+    let (conn, mut chunk) = smol::unblock(move || {
+        conn.write_body(&chunk);
+        (conn, chunk)
+    })
+    .await;
+    chunk.clear();
+    *body = chunk;
+    *host = Some(conn);
+    Ok(())
 }
 
 /// How long a closing connection's unread input is drained.

@@ -811,7 +811,9 @@ mod tests {
             assert!(text.starts_with("Return-Path: <alice@example.net>\n"));
             assert!(text.ends_with("\nSubject: test\n\nhello\n"), "{text}");
         }
-        assert!(!store.queue_dir().join(format!("{id}.done")).exists());
+        // The progress file goes after an fsync of queue/, in the background.
+        let progress = store.queue_dir().join(format!("{id}.done"));
+        wait_until("the progress file is removed", || !progress.exists());
     }
 
     #[test]

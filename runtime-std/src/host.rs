@@ -254,6 +254,13 @@ impl Server {
             control.stop();
         }
         self.delivery.shutdown();
+        // Progress files of delivered messages waiting for an fsync.
+        if let Err(e) = self.store.flush_removals() {
+            Line::new("error")
+                .kv("what", "queue-remover")
+                .kv("error", e)
+                .emit();
+        }
         self.policy.stop();
         Line::new("stopped")
             .kv("how", "graceful")

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hato_core::config::Config;
 use hato_core::policy::ListenerKind;
-use hato_core::smtp::server::{Peer, Session};
+use hato_core::smtp::server::{Peer, Session, BODY_CHUNK};
 
 use crate::host::{Connection, Server};
 use crate::link::Link;
@@ -170,6 +170,8 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
     let mut out = Vec::with_capacity(1024);
     let mut wire = Vec::with_capacity(1024);
     let mut body = Vec::new();
+    // The read timeout the socket has now (outer None: not set yet).
+    let mut armed: Option<Option<Duration>> = None;
     loop {
         let io = Io {
             link: &mut link,
@@ -207,7 +209,10 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
             Some((deadline, _)) => Some(deadline - now),
             None => None,
         };
-        stream.set_read_timeout(timeout)?;
+        if !armed.is_some_and(|set| close_enough(set, timeout)) {
+            stream.set_read_timeout(timeout)?;
+            armed = Some(timeout);
+        }
         match stream.read(&mut buf) {
             Ok(0) if conn.is_stopping() => session.shutdown(Instant::now()),
             Ok(0) => session.handle_eof(Instant::now()),
@@ -227,6 +232,22 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => session.handle_eof(Instant::now()),
         }
+    }
+}
+
+/// How much later than the session's deadline a read may time out.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
+
+/// Tells whether the read timeout `set` on the socket will do for a read
+/// that should end by `want`: not more than [`TIMEOUT_SLACK`] late, and
+/// not before half of `want` (waking early is harmless: the loop finds no
+/// timer due and sets the socket again). Saves a setsockopt per command:
+/// each command re-arms the session's timer to nearly the same length.
+fn close_enough(set: Option<Duration>, want: Option<Duration>) -> bool {
+    match (set, want) {
+        (None, None) => true,
+        (Some(set), Some(want)) => set <= want + TIMEOUT_SLACK && set >= want / 2,
+        _ => false,
     }
 }
 
@@ -258,12 +279,18 @@ fn drain(
             io.wire.clear();
             sent?;
         }
-        session.take_body(body);
-        if !body.is_empty() {
-            conn.write_body(body);
-            body.clear();
+        // Message data is written in chunks of BODY_CHUNK, and what is
+        // left before the next event (the end of data): one write for a
+        // small message. The data always precedes the event it comes with.
+        let event = session.poll_event();
+        if event.is_some() || session.body_len() >= BODY_CHUNK {
+            session.take_body(body);
+            if !body.is_empty() {
+                conn.write_body(body);
+                body.clear();
+            }
         }
-        let Some(event) = session.poll_event() else {
+        let Some(event) = event else {
             return Ok(());
         };
         io.link.on_event(&event).map_err(io::Error::other)?;
@@ -305,5 +332,26 @@ fn linger_close(stream: &mut TcpStream) {
             Ok(0) | Err(_) => break,
             Ok(n) => drained += n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_timeout_is_kept_only_when_never_late_and_not_too_early() {
+        let s = Duration::from_secs;
+        assert!(close_enough(Some(s(300)), Some(s(300))));
+        assert!(close_enough(
+            Some(s(300)),
+            Some(Duration::from_millis(299_995))
+        ));
+        assert!(!close_enough(Some(s(300)), Some(s(299)))); // would be late
+        assert!(close_enough(Some(s(300)), Some(s(600)))); // early, once
+        assert!(!close_enough(Some(s(300)), Some(s(601))));
+        assert!(close_enough(None, None));
+        assert!(!close_enough(None, Some(s(1))));
+        assert!(!close_enough(Some(s(1)), None));
     }
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use hato_core::config::Config;
 use hato_core::directory::Directory;
 use hato_core::policy::ListenerKind;
-use hato_core::smtp::server::{Event, Peer, Session, Verdict};
+use hato_core::smtp::server::{Event, Peer, Session, Verdict, BODY_CHUNK};
 use hato_core::time::UnixTime;
 
 /// The front ends' socket read size (`READ_BUFFER` in both serve loops).
@@ -107,8 +107,8 @@ fn transaction(cfg: &Arc<Config>, dir: &Arc<Directory>, script: &Script, now: In
     outcome
 }
 
-/// Polls the session as a front end does: transmit, body, events (with
-/// verdicts), until nothing is left.
+/// Polls the session as a front end does: transmit, events (with
+/// verdicts) and the body before each, until nothing is left.
 fn drain(
     session: &mut Session,
     now: Instant,
@@ -120,10 +120,15 @@ fn drain(
         let _ = session.poll_transmit(out);
         outcome.replies += out.iter().filter(|&&b| b == b'\n').count();
         out.clear();
-        session.take_body(body);
-        outcome.body += body.len();
-        body.clear();
-        let Some(event) = session.poll_event() else {
+        // As both front ends do: message data is taken at BODY_CHUNK or
+        // with the event that follows it (the end of data).
+        let event = session.poll_event();
+        if event.is_some() || session.body_len() >= BODY_CHUNK {
+            session.take_body(body);
+            outcome.body += body.len();
+            body.clear();
+        }
+        let Some(event) = event else {
             break;
         };
         let verdict = match event {

@@ -38,21 +38,23 @@ pub struct ReceivedInfo<'a> {
 
 /// Returns the header field, folded, ending in CRLF.
 pub fn received_header(info: &ReceivedInfo<'_>) -> String {
+    // Written in place: no temporary strings for the address, the
+    // sanitized words or the date.
     let mut h = String::with_capacity(192);
-    let ip = match info.client_ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("IPv6:{v6}"),
+    let _ = write!(h, "Received: from {} ([", Sanitized(info.helo));
+    let _ = match info.client_ip {
+        IpAddr::V4(v4) => write!(h, "{v4}"),
+        IpAddr::V6(v6) => write!(h, "IPv6:{v6}"),
     };
-    let helo = sanitize(info.helo);
     let _ = write!(
         h,
-        "Received: from {helo} ([{ip}])\r\n\tby {} with {} id {}",
+        "])\r\n\tby {} with {} id {}",
         info.hostname,
         protocol(info),
         info.queue_id
     );
     if let Some(rcpt) = info.single_recipient {
-        let _ = write!(h, "\r\n\tfor <{}>", sanitize(rcpt));
+        let _ = write!(h, "\r\n\tfor <{}>", Sanitized(rcpt));
     }
     let _ = write!(h, ";\r\n\t{}\r\n", info.date.rfc5322());
     h
@@ -78,18 +80,23 @@ fn protocol(info: &ReceivedInfo<'_>) -> &'static str {
     }
 }
 
-/// Keeps a client-supplied word from breaking the header: printable ASCII
-/// and UTF-8 only, no parentheses, semicolons or angle brackets.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || "();<>\\".contains(c) {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+/// Writes a client-supplied word so that it cannot break the header:
+/// printable ASCII and UTF-8 only, no parentheses, semicolons or angle
+/// brackets (each replaced by `_`).
+struct Sanitized<'a>(&'a str);
+
+impl std::fmt::Display for Sanitized<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unsafe_char = |c: char| c.is_control() || "();<>\\".contains(c);
+        let mut rest = self.0;
+        while let Some(at) = rest.find(unsafe_char) {
+            f.write_str(&rest[..at])?;
+            f.write_char('_')?;
+            let len = rest[at..].chars().next().map_or(1, char::len_utf8);
+            rest = &rest[at + len..];
+        }
+        f.write_str(rest)
+    }
 }
 
 #[cfg(test)]
@@ -161,5 +168,11 @@ mod tests {
         ] {
             assert!(received_header(&info(tls, auth)).contains(proto), "{proto}");
         }
+    }
+
+    #[test]
+    fn sanitizing_replaces_whole_characters() {
+        let s = Sanitized("a\u{85}b(\u{e9})<x>;\\").to_string();
+        assert_eq!(s, "a_b_\u{e9}__x___");
     }
 }

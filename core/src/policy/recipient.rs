@@ -51,9 +51,12 @@ pub fn check_recipient(
     // the local part (%, !, @, quoted or not) never name a mailbox, since
     // the users file admits only letters, digits and . _ + -.
     if dir.contains(local, &domain) {
-        return Ok(Destination::Local(
-            format!("{local}@{domain}").to_ascii_lowercase(),
-        ));
+        let mut address = String::with_capacity(local.len() + 1 + domain.len());
+        address.push_str(local);
+        address.push('@');
+        address.push_str(&domain);
+        address.make_ascii_lowercase();
+        return Ok(Destination::Local(address));
     }
     Err(RefuseReason::UnknownUser(mailbox.to_string()))
 }

@@ -5,6 +5,7 @@
 //!   queue/<ID>            one queued message: envelope header + body
 //!                         (format: `hato_core::queue`), complete and fsynced
 //!   queue/<ID>.done       delivery progress: indexes of finished recipients
+//!                         (created empty with the message, see `spool`)
 //!   queue/incoming/<ID>   a message being received; renamed into queue/
 //!                         only once complete and fsynced
 //!   mailboxes/<domain>/<local>/{tmp,new,cur}   Maildir
@@ -21,6 +22,7 @@
 //! an `Arc`.
 
 mod fsutil;
+mod group_sync;
 mod id;
 pub mod maildir;
 pub mod owner;
@@ -37,10 +39,12 @@ pub(crate) mod testdir;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hato_core::queue::is_valid_queue_id;
 
 use crate::log;
+use group_sync::GroupSync;
 
 pub(crate) use fsutil::remove_if_exists as remove_file_if_exists;
 pub use policy::POLICY_FILE;
@@ -59,6 +63,8 @@ pub struct Store {
     state: PathBuf,
     /// Who owns the Maildirs (`delivery.mailbox_owner`); `None`: this process.
     owner: Option<owner::Owner>,
+    /// The shared fsync barrier of `queue/` (see `group_sync`).
+    queue_sync: Arc<GroupSync>,
 }
 
 impl Store {
@@ -74,7 +80,10 @@ impl Store {
     /// # Errors
     /// A directory cannot be created or read, or a leftover cannot be removed.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let store = Self::attach(data_dir)?;
+        let mut store = Self::attach(data_dir)?;
+        // The server removes progress files in the background (see
+        // `Store::remove`).
+        store.queue_sync = Arc::new(GroupSync::new(store.queue.clone(), true));
         store.remove_leftovers()?;
         Ok(store)
     }
@@ -90,6 +99,7 @@ impl Store {
         let store = Self {
             data_dir: data_dir.to_path_buf(),
             incoming: queue.join("incoming"),
+            queue_sync: Arc::new(GroupSync::new(queue.clone(), false)),
             queue,
             mailboxes: data_dir.join("mailboxes"),
             state: data_dir.join("state"),
@@ -99,6 +109,16 @@ impl Store {
             fsutil::create_private_dir_all(dir)?;
         }
         Ok(store)
+    }
+
+    /// Finishes the removals that wait for an fsync of `queue/` (see
+    /// [`Store::remove`]); the server calls it when it stops.
+    ///
+    /// # Errors
+    /// The fsync failed: the progress files stay, and the next start
+    /// removes them.
+    pub fn flush_removals(&self) -> io::Result<()> {
+        self.queue_sync.flush()
     }
 
     /// Returns the data directory.

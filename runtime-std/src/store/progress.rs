@@ -23,17 +23,26 @@
 //! lists it among the finished (its first word is the index), and
 //! [`Store::failures`] returns it with its reason for the one report.
 //!
-//! The queue file is removed before its progress file; a progress file
+//! The progress file is created, empty, when the message is queued (see
+//! `spool`), under the same fsync of `queue/` as the message itself, so
+//! appending to it never needs an fsync of `queue/`. (A message queued by
+//! an older version has none; the first line then creates it and fsyncs
+//! `queue/`.) The queue file is removed before its progress file, with an
+//! fsync of `queue/` between them (see [`Store::remove`]); a progress file
 //! whose queue file is gone is removed by [`Store::open`].
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 #[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::{check_id, fsutil, Store};
+use super::{check_id, Store};
+
+/// The most of a progress file that is read: tens of thousands of lines,
+/// far more than any message's recipients make.
+const MAX_PROGRESS: u64 = 1 << 20;
 
 /// The suffix of progress files: `queue/<id>.done`.
 pub(crate) const SUFFIX: &str = ".done";
@@ -44,16 +53,29 @@ impl Store {
         Ok(self.queue.join(format!("{id}{SUFFIX}")))
     }
 
+    /// Reads the progress file of `id` (at most [`MAX_PROGRESS`] bytes);
+    /// `None` when there is none. Through `Take`, which skips the stat and
+    /// seek that `fs::read` makes for a size hint: the file is small and
+    /// usually empty, and this runs for every delivery attempt.
+    fn read_progress(&self, id: &str) -> io::Result<Option<Vec<u8>>> {
+        let file = match File::open(self.progress_path(id)?) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut text = Vec::new();
+        file.take(MAX_PROGRESS).read_to_end(&mut text)?;
+        Ok(Some(text))
+    }
+
     /// Returns the indexes of the recipients of `id` already delivered,
     /// sorted, without repeats.
     ///
     /// # Errors
     /// The progress file exists but cannot be read.
     pub fn delivered(&self, id: &str) -> io::Result<Vec<usize>> {
-        let text = match fs::read(self.progress_path(id)?) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(text) = self.read_progress(id)? else {
+            return Ok(Vec::new());
         };
         let mut done: Vec<usize> = text
             .split_inclusive(|&b| b == b'\n')
@@ -74,10 +96,8 @@ impl Store {
     /// # Errors
     /// The progress file exists but cannot be read.
     pub fn intents(&self, id: &str) -> io::Result<Vec<(usize, String)>> {
-        let text = match fs::read(self.progress_path(id)?) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(text) = self.read_progress(id)? else {
+            return Ok(Vec::new());
         };
         Ok(text
             .split_inclusive(|&b| b == b'\n')
@@ -151,10 +171,8 @@ impl Store {
     /// # Errors
     /// The progress file exists but cannot be read.
     pub fn failures(&self, id: &str) -> io::Result<Vec<(usize, RecordedFailure)>> {
-        let text = match fs::read(self.progress_path(id)?) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(text) = self.read_progress(id)? else {
+            return Ok(Vec::new());
         };
         let mut out: Vec<(usize, RecordedFailure)> = text
             .split_inclusive(|&b| b == b'\n')
@@ -192,11 +210,9 @@ impl Store {
     /// # Errors
     /// The progress file exists but cannot be read.
     pub fn warned(&self, id: &str) -> io::Result<bool> {
-        match fs::read(self.progress_path(id)?) {
-            Ok(bytes) => Ok(bytes.split(|&b| b == b'\n').any(|l| l == b"warned")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(self
+            .read_progress(id)?
+            .is_some_and(|text| text.split(|&b| b == b'\n').any(|l| l == b"warned")))
     }
 
     fn append_progress(&self, id: &str, line: &str, durable: bool) -> io::Result<()> {
@@ -205,9 +221,19 @@ impl Store {
         opts.append(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let (mut file, created) = match opts.clone().create_new(true).open(&path) {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (opts.open(&path)?, false),
+        // The file is normally there since the message was queued.
+        let (mut file, created) = match opts.open(&path) {
+            Ok(f) => (f, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match opts.clone().create_new(true).open(&path) {
+                    Ok(f) => (f, true),
+                    // Created meanwhile by another writer.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        (opts.open(&path)?, false)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         };
         file.write_all(line.as_bytes())?;
@@ -216,7 +242,7 @@ impl Store {
         }
         file.sync_data()?;
         if created {
-            fsutil::sync_dir(&self.queue)?;
+            self.queue_sync.sync()?;
         }
         Ok(())
     }

@@ -127,15 +127,32 @@ impl Store {
         Ok((env, file, offset))
     }
 
-    /// Removes a message from the queue (durably: `queue/` is fsynced),
-    /// then its progress file. A message already gone is not an error.
+    /// Removes a message from the queue, then its progress file. A message
+    /// already gone is not an error.
+    ///
+    /// The progress file may go only once the removal of the message is
+    /// durable: should a crash undo the removal but not that of the
+    /// progress file, the message would come back without its record of
+    /// what was delivered, and be delivered again. So the progress file is
+    /// unlinked only after an fsync of `queue/` that started after the
+    /// message was unlinked, through the shared barrier (`group_sync`),
+    /// which receiving sessions' commits take anyway.
+    ///
+    /// In the server ([`Store::open`]) that second step runs in the
+    /// background and the caller (local delivery) does not wait for the
+    /// disk at all; elsewhere ([`Store::attach`]: the command line, which
+    /// exits right after) it is done before returning. The unlink of the
+    /// progress file needs no fsync of its own: one undone by a crash
+    /// leaves a progress file without message, which [`Store::open`]
+    /// removes, as it removes those that a stop left waiting.
     ///
     /// # Errors
-    /// The file cannot be removed or the directory synced.
+    /// The message cannot be removed; without background, the directory
+    /// cannot be synced or the progress file removed.
     pub fn remove(&self, id: &str) -> io::Result<()> {
         fsutil::remove_if_exists(&self.queue_path(id)?)?;
-        fsutil::sync_dir(&self.queue)?;
-        fsutil::remove_if_exists(&self.queue.join(format!("{id}{}", progress::SUFFIX)))
+        let progress = self.queue.join(format!("{id}{}", progress::SUFFIX));
+        self.queue_sync.remove_after_sync(progress)
     }
 
     /// Describes every queued message, oldest first. Messages that vanish
@@ -230,6 +247,7 @@ mod tests {
         );
         store.remove(&first.id).unwrap();
         assert_eq!(store.queued().unwrap(), vec![second.id.clone()]);
+        store.flush_removals().unwrap();
         assert_eq!(store.delivered(&first.id).unwrap(), Vec::<usize>::new());
     }
 

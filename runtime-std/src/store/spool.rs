@@ -1,21 +1,29 @@
 //! Receiving a message into the queue: the envelope header and the body
 //! go to `queue/incoming/<id>`; [`SpoolWriter::commit`] fsyncs the file,
-//! renames it to `queue/<id>` and fsyncs `queue/`. A message is in the
-//! queue exactly when it is in `queue/`, and only then may the server
-//! answer 250 (RFC 5321 §6.1: once it has said 250, the server owns the
-//! message). A writer dropped without commit removes its file.
+//! creates its empty progress file `queue/<id>.done`, renames the message
+//! to `queue/<id>` and waits for an fsync of `queue/` that covers both
+//! (group commit: sessions finishing DATA together share that fsync, see
+//! `group_sync`). A message is in the queue exactly when it is in
+//! `queue/`, and only then may the server answer 250 (RFC 5321 §6.1: once
+//! it has said 250, the server owns the message). A writer dropped without
+//! commit removes its file.
+//!
+//! Creating the progress file here, under the same directory fsync as the
+//! rename, spares local delivery a second fsync of `queue/` per message:
+//! its first intent line only appends to a file whose name is durable
+//! already. A crash between the creation and the rename leaves an empty
+//! progress file without message, which [`Store::open`] removes.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use hato_core::queue::QueueEnvelope;
 
-use super::{check_id, fsutil, Store};
+use super::group_sync::GroupSync;
+use super::{check_id, fsutil, progress, Store};
 use crate::log;
-
-/// Write buffer size: DATA arrives in chunks of about this size.
-const BUFFER: usize = 64 * 1024;
 
 /// A message being written to `queue/incoming/`.
 #[derive(Debug)]
@@ -23,14 +31,18 @@ pub struct SpoolWriter {
     id: String,
     incoming: PathBuf,
     queued: PathBuf,
-    queue_dir: PathBuf,
-    out: Option<BufWriter<File>>,
+    progress: PathBuf,
+    queue_sync: Arc<GroupSync>,
+    out: Option<File>,
+    /// The encoded envelope, written together with the first body bytes
+    /// (one `writev`), or at commit for an empty body.
+    header: Vec<u8>,
     body_len: u64,
 }
 
 impl Store {
-    /// Starts spooling a message: creates `queue/incoming/<env.id>` (0600)
-    /// and writes the envelope header.
+    /// Starts spooling a message: creates `queue/incoming/<env.id>` (0600);
+    /// the envelope header goes out with the first body bytes.
     ///
     /// # Errors
     /// The id is not a queue id or already in use, or the file cannot be
@@ -46,16 +58,16 @@ impl Store {
         }
         let incoming = self.incoming.join(&env.id);
         let file = fsutil::create_private_file(&incoming)?;
-        let mut writer = SpoolWriter {
+        Ok(SpoolWriter {
             id: env.id.clone(),
             incoming,
+            progress: self.queue.join(format!("{}{}", env.id, progress::SUFFIX)),
             queued,
-            queue_dir: self.queue.clone(),
-            out: Some(BufWriter::with_capacity(BUFFER, file)),
+            queue_sync: Arc::clone(&self.queue_sync),
+            out: Some(file),
+            header: env.encode(),
             body_len: 0,
-        };
-        writer.out_mut()?.write_all(&env.encode())?;
-        Ok(writer)
+        })
     }
 }
 
@@ -70,19 +82,25 @@ impl SpoolWriter {
         self.body_len
     }
 
-    /// Appends message bytes.
+    /// Appends message bytes, straight to the file: no buffer of its own,
+    /// so the body is copied once, from the session's buffer into the
+    /// kernel. The caller passes large chunks (the session gathers up to
+    /// `BODY_CHUNK`).
     ///
     /// # Errors
     /// The write fails (disk full, ...): answer 451 and drop the writer.
     pub fn write(&mut self, body: &[u8]) -> io::Result<()> {
-        self.out_mut()?.write_all(body)?;
+        let header = std::mem::take(&mut self.header);
+        let out = self.out.as_mut().ok_or_else(closed)?;
+        write_both(out, &header, body)?;
         self.body_len += body.len() as u64;
         Ok(())
     }
 
-    /// Makes the message durable and queued: flush, fsync the file, rename
-    /// it into `queue/`, fsync `queue/`. Only after `Ok` may the server
-    /// answer 250. On error nothing is queued and the file is removed.
+    /// Makes the message durable and queued: flush, fsync the file, create
+    /// the empty progress file, rename the message into `queue/`, wait for
+    /// the shared fsync of `queue/`. Only after `Ok` may the server answer
+    /// 250. On error nothing is queued and the files are removed.
     ///
     /// # Errors
     /// Any of the steps fails.
@@ -96,6 +114,7 @@ impl SpoolWriter {
             // told 451 and will send the message again.
             let _ = fs::remove_file(&self.incoming);
             let _ = fs::remove_file(&self.queued);
+            let _ = fs::remove_file(&self.progress);
         }
         result
     }
@@ -104,18 +123,44 @@ impl SpoolWriter {
     pub fn discard(self) {
         // Drop does it.
     }
-
-    fn out_mut(&mut self) -> io::Result<&mut BufWriter<File>> {
-        self.out.as_mut().ok_or_else(closed)
-    }
 }
 
-fn commit_file(out: BufWriter<File>, w: &SpoolWriter) -> io::Result<()> {
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+/// Writes `first` then `second`, in one `writev` when the kernel takes
+/// them whole.
+fn write_both(out: &mut File, mut first: &[u8], mut second: &[u8]) -> io::Result<()> {
+    while !first.is_empty() {
+        let n = match out.write_vectored(&[IoSlice::new(first), IoSlice::new(second)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n < first.len() {
+            first = first.get(n..).unwrap_or_default();
+        } else {
+            second = second.get(n - first.len()..).unwrap_or_default();
+            first = &[];
+        }
+    }
+    out.write_all(second)
+}
+
+fn commit_file(mut file: File, w: &SpoolWriter) -> io::Result<()> {
+    if !w.header.is_empty() {
+        file.write_all(&w.header)?; // an empty message
+    }
+    // Announced before the file's fsync, so that a barrier about to start
+    // may wait a moment for this commit (see `group_sync`).
+    let arriving = w.queue_sync.arriving();
     file.sync_all()?;
     drop(file);
+    // Empty and new: a progress file never outlives its message, and ids
+    // are never reused, so one left over would be an orphan of a crash.
+    drop(fsutil::create_private_file(&w.progress)?);
     fs::rename(&w.incoming, &w.queued)?;
-    fsutil::sync_dir(&w.queue_dir)
+    // One barrier makes both names durable; sessions that get here at the
+    // same time share it.
+    arriving.sync()
 }
 
 fn closed() -> io::Error {
@@ -127,9 +172,7 @@ impl Drop for SpoolWriter {
         let Some(out) = self.out.take() else {
             return; // committed, or commit cleaned up
         };
-        // Do not flush what is about to be deleted.
-        let (file, _unflushed) = out.into_parts();
-        drop(file);
+        drop(out);
         if let Err(e) = fs::remove_file(&self.incoming) {
             log::Line::new("error")
                 .kv("id", &self.id)
@@ -220,6 +263,48 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn an_empty_message_keeps_its_envelope_and_gets_a_progress_file() {
+        let t = TestDir::new("spool-empty");
+        let store = Store::open(t.path()).unwrap();
+        let env = envelope(&store, &[local("bob@example.org")]);
+        let progress = store.queue.join(format!("{}{}", env.id, progress::SUFFIX));
+        let w = store.spool(&env).unwrap();
+        assert!(!progress.exists());
+        w.commit().unwrap();
+        assert_eq!(store.read_envelope(&env.id).unwrap(), env);
+        let mut back = Vec::new();
+        store
+            .open_body(&env.id)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
+        // Created empty with the message, under the same fsync of queue/.
+        assert_eq!(fs::read(&progress).unwrap(), b"");
+        store.mark_delivered(&env.id, 0).unwrap();
+        assert_eq!(store.delivered(&env.id).unwrap(), vec![0]);
+        store.remove(&env.id).unwrap();
+        store.flush_removals().unwrap();
+        assert!(!progress.exists());
+    }
+
+    #[test]
+    fn a_failed_commit_leaves_nothing_behind() {
+        let t = TestDir::new("spool-fail");
+        let store = Store::open(t.path()).unwrap();
+        let env = envelope(&store, &[local("bob@example.org")]);
+        let progress = store.queue.join(format!("{}{}", env.id, progress::SUFFIX));
+        let mut w = store.spool(&env).unwrap();
+        w.write(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        // The rename cannot happen: a directory holds the message's name.
+        fs::create_dir(store.queue.join(&env.id)).unwrap();
+        fs::write(store.queue.join(&env.id).join("x"), b"x").unwrap();
+        assert!(w.commit().is_err());
+        assert!(!store.incoming.join(&env.id).exists());
+        assert!(!progress.exists());
     }
 
     #[test]

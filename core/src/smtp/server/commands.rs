@@ -168,7 +168,7 @@ impl Session {
         if self.transactions >= max {
             return Err(RefuseReason::TooManyTransactions(max));
         }
-        if !params.smtputf8 && !from.to_string().is_ascii() {
+        if !params.smtputf8 && !guard::displays_ascii(&from) {
             return Err(RefuseReason::Utf8WithoutSmtputf8);
         }
         let limit = self.cfg.limits.max_message_size;
@@ -211,7 +211,7 @@ impl Session {
         if tx.recipients.len() >= max {
             return self.reject("rcpt", RefuseReason::TooManyRecipients(max));
         }
-        if !tx.params.smtputf8 && !to.to_string().is_ascii() {
+        if !tx.params.smtputf8 && !guard::displays_ascii(&to) {
             return self.reject("rcpt", RefuseReason::Utf8WithoutSmtputf8);
         }
         if let Some(trap) = guard::spam_trap(&self.cfg, &to) {
@@ -219,7 +219,6 @@ impl Session {
             self.events.push_back(Event::TrapHit { trap: trap.clone() });
             return self.reject("rcpt", RefuseReason::SpamTrap(trap));
         }
-        let from = tx.from.to_string();
         let client = Client {
             ip: self.peer.remote.ip(),
             local_ip: self.peer.local.ip(),
@@ -232,8 +231,9 @@ impl Session {
             Err(reason) => return self.reject("rcpt", reason),
         };
         if self.cfg.greylisting.enabled && !self.trusted && !self.authenticated {
+            let from = self.tx.as_ref().map(|tx| tx.from.to_string());
             let question = Question::Greylist {
-                from,
+                from: from.unwrap_or_default(),
                 to: to.to_string(),
             };
             return self.ask(Pending::Rcpt { to, destination }, question);
@@ -289,6 +289,9 @@ impl Session {
                 single_recipient: single.as_deref().map(|s| s.trim_matches(['<', '>'])),
                 date,
             });
+            // Room for a whole chunk at once: growing a Vec by doubling
+            // to BODY_CHUNK would allocate and copy a dozen times.
+            self.body.reserve(super::BODY_CHUNK);
             self.body.extend_from_slice(header.as_bytes());
         }
         self.data_refusal = None;

@@ -85,15 +85,22 @@ impl DataReceiver {
             }
             match self.pos {
                 Pos::Text => {
-                    // Copy the run of ordinary bytes in one go.
-                    let ordinary = input[i..]
-                        .iter()
-                        .position(|&b| b == b'\r' || b == b'\n')
-                        .unwrap_or(input.len() - i);
-                    let take = ordinary.min(high_water - body.len());
-                    self.emit(body, &input[i..i + take]);
+                    // Copy the run of plain lines in one go.
+                    let rest = &input[i..];
+                    let run = plain_run(rest);
+                    let mut take = run.min(high_water - body.len());
+                    if take < run && take > 0 && rest[take - 1] == b'\r' {
+                        // Never stop between CR and LF: the CR is read again
+                        // next time, in `Text`, as the start of a line end.
+                        take -= 1;
+                    }
+                    self.emit(body, &rest[..take]);
                     i += take;
-                    if take == ordinary && i < input.len() {
+                    // take is 0 only before a CR that must stay unread
+                    // for lack of room: read it byte by byte, as in a run
+                    // of length 0 (the receiver may then go a byte or two
+                    // over `high_water`, as it always could at a CRLF).
+                    if (take == run || take == 0) && i < input.len() {
                         self.byte_in_text(input[i], body);
                         i += 1;
                     }
@@ -186,6 +193,24 @@ impl DataReceiver {
     }
 }
 
+/// Returns the length of the run at the start of `text` (read inside a
+/// line) that can be copied as it is: ordinary bytes, and CRLF line ends
+/// followed by a byte that is neither a dot nor CR nor LF (which starts a
+/// plain line). The run stops at the first CR or LF that is anything else
+/// (a line end before a dot or another line end, one at the end of
+/// `text`, a bare CR or LF), which the caller handles byte by byte.
+fn plain_run(text: &[u8]) -> usize {
+    let mut from = 0;
+    while let Some(at) = memchr::memchr2(b'\r', b'\n', text.get(from..).unwrap_or_default()) {
+        let end = from + at;
+        match text.get(end..end + 3) {
+            Some([b'\r', b'\n', next]) if !matches!(next, b'.' | b'\r' | b'\n') => from = end + 3,
+            _ => return end,
+        }
+    }
+    text.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +261,85 @@ mod tests {
         assert!(r.ended);
         assert_eq!(t, Some(Taint::TooLarge));
         assert!(body.len() <= 8);
+    }
+
+    /// The receiver as it was before the run fast path: one byte at a
+    /// time through the same states. The oracle for the fast path.
+    fn bytewise(input: &[u8], limit: u64) -> (Vec<u8>, Ingested, Option<Taint>) {
+        let mut d = DataReceiver::new(limit);
+        let mut body = Vec::new();
+        for (i, &b) in input.iter().enumerate() {
+            let r = d.ingest(&[b], &mut body, usize::MAX);
+            if r.ended {
+                let ended = Ingested {
+                    consumed: i + 1,
+                    ended: true,
+                };
+                return (body, ended, d.taint());
+            }
+        }
+        let open = Ingested {
+            consumed: input.len(),
+            ended: false,
+        };
+        (body, open, d.taint())
+    }
+
+    /// Feeds `input` in pieces of `piece` bytes with a body buffer that
+    /// is emptied whenever it reaches `high_water`.
+    fn pieces(
+        input: &[u8],
+        limit: u64,
+        piece: usize,
+        high_water: usize,
+    ) -> (Vec<u8>, Ingested, Option<Taint>) {
+        let mut d = DataReceiver::new(limit);
+        let (mut all, mut body, mut used) = (Vec::new(), Vec::new(), 0);
+        while used < input.len() {
+            let end = (used + piece).min(input.len());
+            let r = d.ingest(&input[used..end], &mut body, high_water);
+            all.append(&mut body);
+            used += r.consumed;
+            if r.ended {
+                let ended = Ingested {
+                    consumed: used,
+                    ended: true,
+                };
+                return (all, ended, d.taint());
+            }
+        }
+        let open = Ingested {
+            consumed: used,
+            ended: false,
+        };
+        (all, open, d.taint())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_read_exactly_like_single_bytes(
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'.', b'\r', b'\n', b'x']),
+                0..200,
+            ),
+            piece in 1usize..40,
+            high_water in 1usize..40,
+        ) {
+            let one_by_one = bytewise(&input, 150);
+            proptest::prop_assert_eq!(&run(&input, 150), &one_by_one);
+            proptest::prop_assert_eq!(&pieces(&input, 150, piece, high_water), &one_by_one);
+        }
+    }
+
+    #[test]
+    fn plain_lines_are_one_run() {
+        assert_eq!(plain_run(b"ab\r\ncd\r\nef"), 10);
+        assert_eq!(plain_run(b"ab\r\n.cd"), 2);
+        assert_eq!(plain_run(b"ab\r\n\r\ncd"), 2);
+        assert_eq!(plain_run(b"ab\r\n"), 2);
+        assert_eq!(plain_run(b"ab\ncd"), 2);
+        assert_eq!(plain_run(b"ab\rcd"), 2);
+        assert_eq!(plain_run(b""), 0);
     }
 
     #[test]

@@ -147,6 +147,9 @@ pub(super) fn check_sender(cfg: &Config, from: &ReversePath) -> Result<(), Refus
     let ReversePath::Mailbox(m) = from else {
         return Ok(());
     };
+    if cfg.deny.senders.is_empty() {
+        return Ok(()); // nothing to compare: no need to build the address
+    }
     let address = m.to_string().to_ascii_lowercase();
     let domain = m.domain().map(|d| d.normalized()).unwrap_or_default();
     for entry in &cfg.deny.senders {
@@ -160,6 +163,22 @@ pub(super) fn check_sender(cfg: &Config, from: &ReversePath) -> Result<(), Refus
         }
     }
     Ok(())
+}
+
+/// Tells whether `value` is written in ASCII only, without building the
+/// string (MAIL and RCPT check their paths for SMTPUTF8, RFC 6531 §3.4).
+pub(super) fn displays_ascii(value: &impl std::fmt::Display) -> bool {
+    struct AsciiOnly;
+    impl std::fmt::Write for AsciiOnly {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            if s.is_ascii() {
+                Ok(())
+            } else {
+                Err(std::fmt::Error)
+            }
+        }
+    }
+    std::fmt::write(&mut AsciiOnly, format_args!("{value}")).is_ok()
 }
 
 /// Returns the spam trap `to` names, if it is one.

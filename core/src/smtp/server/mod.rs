@@ -344,6 +344,15 @@ impl Session {
         std::mem::swap(&mut self.body, buf);
     }
 
+    /// Returns how many bytes of message data wait for
+    /// [`Session::take_body`]. A front end may leave them until they reach
+    /// [`BODY_CHUNK`] or an event is pending, so that a small message is
+    /// written to the spool file in one go.
+    #[must_use]
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
     /// Returns the next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
