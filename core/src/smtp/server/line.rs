@@ -2,12 +2,19 @@
 //!
 //! A line ends only at CRLF. A bare CR or bare LF never ends a line: the
 //! line is marked and refused when its CRLF arrives, so a bare LF can never
-//! start a new command (the SMTP smuggling family). Lines are bounded at 512
-//! octets with the CRLF; a longer one is skipped to its CRLF and refused.
-//! Only a line split across reads is copied, into a fixed buffer.
+//! start a new command (the SMTP smuggling family). Lines are bounded at
+//! [`MAX_AUTH_LINE`] octets with the CRLF, the most any line may have (an
+//! AUTH command or response, RFC 4954 §4); a longer one is skipped to its
+//! CRLF and refused. The session refuses other lines over
+//! [`MAX_COMMAND_LINE`] (RFC 5321 §4.5.3.1.4). Only a line split across
+//! reads is copied, into a bounded buffer.
 
 /// The longest command line, CRLF included (RFC 5321 §4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
+
+/// The longest AUTH command or SASL response line, CRLF included: RFC 4954
+/// §4 raises the limit to 12288 octets for them.
+pub(crate) const MAX_AUTH_LINE: usize = 12288;
 
 /// What the reader found.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,7 +43,7 @@ impl LineReader {
     /// Reads from `input` up to the end of the next line. Returns the bytes
     /// consumed and what ended there, if anything. A line that lies whole in
     /// `input` stays there; a line split across reads is assembled in the
-    /// carry buffer (bounded: at most [`MAX_COMMAND_LINE`] bytes are kept).
+    /// carry buffer (bounded: at most [`MAX_AUTH_LINE`] bytes are kept).
     pub(crate) fn read(&mut self, input: &[u8]) -> (usize, Option<Line>) {
         for (i, &b) in input.iter().enumerate() {
             if b == b'\n' && self.prev_cr {
@@ -69,7 +76,7 @@ impl LineReader {
     }
 
     fn keep(&mut self, bytes: &[u8]) {
-        let room = MAX_COMMAND_LINE.saturating_sub(self.carry.len());
+        let room = MAX_AUTH_LINE.saturating_sub(self.carry.len());
         self.carry
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
@@ -81,7 +88,7 @@ impl LineReader {
         self.len = 0;
         self.bare = false;
         self.prev_cr = false;
-        if total > MAX_COMMAND_LINE {
+        if total > MAX_AUTH_LINE {
             self.carry.clear();
             return Line::TooLong;
         }
@@ -143,10 +150,15 @@ mod tests {
     fn overlong_line_is_skipped_to_its_end() {
         let long = vec![b'a'; 100_000];
         assert_eq!(lines(&[&long, b"\r\nNOOP\r\n"]), ["<too long>", "NOOP"]);
-        let exact = [vec![b'b'; 510], b"\r\n".to_vec()].concat();
+        // The reader's bound is the AUTH line's (RFC 4954 §4); the session
+        // refuses other commands over 512 octets itself.
+        let exact = [vec![b'b'; MAX_AUTH_LINE - 2], b"\r\n".to_vec()].concat();
         assert_eq!(lines(&[&exact]).len(), 1);
         assert_ne!(lines(&[&exact])[0], "<too long>");
-        let over = [vec![b'b'; 511], b"\r\n".to_vec()].concat();
+        let over = [vec![b'b'; MAX_AUTH_LINE - 1], b"\r\n".to_vec()].concat();
         assert_eq!(lines(&[&over]), ["<too long>"]);
+        // Split across reads, the carried line is kept whole.
+        let (a, b) = exact.split_at(6000);
+        assert_eq!(lines(&[a, b])[0].len(), MAX_AUTH_LINE - 2);
     }
 }

@@ -393,10 +393,10 @@ impl Session {
         match line {
             Line::TooLong => self.reject("command", RefuseReason::LineTooLong),
             Line::BareLineEnding => self.reject("command", RefuseReason::BareLineEndingInCommand),
-            Line::InInput(range) => self.dispatch(now, &input[range]),
+            Line::InInput(range) => self.dispatch_bounded(now, &input[range]),
             Line::Carried => {
                 let carried = self.lines.take_carried();
-                self.dispatch(now, &carried);
+                self.dispatch_bounded(now, &carried);
                 self.lines.restore(carried);
             }
         }
@@ -404,6 +404,20 @@ impl Session {
         // byte: a client trickling one byte at a time still times out.
         self.arm_command_timer(now);
         n
+    }
+
+    /// Runs a command line, refusing one over [`MAX_COMMAND_LINE`]
+    /// unless it is an AUTH command or a SASL response, which may be up to
+    /// [`line::MAX_AUTH_LINE`] (RFC 4954 §4).
+    fn dispatch_bounded(&mut self, now: Instant, line: &[u8]) {
+        let auth = self.sasl.is_some()
+            || line
+                .get(..5)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"AUTH "));
+        if line.len() + 2 > MAX_COMMAND_LINE && !auth {
+            return self.reject("command", RefuseReason::LineTooLong);
+        }
+        self.dispatch(now, line);
     }
 
     fn read_data(&mut self, now: Instant, input: &[u8]) -> usize {

@@ -328,3 +328,25 @@ fn unauthenticated_mail_is_not_touched() {
     let body = String::from_utf8(d.body.clone()).unwrap();
     assert!(!body.contains("Message-ID"), "{body}");
 }
+
+#[test]
+fn auth_lines_may_be_12288_octets_and_other_commands_512() {
+    let mut d = Driver::on(ListenerKind::Submission, "127.0.0.1", |_| {});
+    d.send(b"EHLO c\r\n");
+    // A NOOP over 512 octets is refused, as before.
+    let noop = format!("NOOP {}\r\n", "x".repeat(600));
+    assert!(d.send(noop.as_bytes()).starts_with("500 "), "long NOOP");
+    // An AUTH PLAIN with a long password (RFC 4954 §4: lines up to 12288).
+    let long = format!("\0alice@example.test\0{}", "p".repeat(3000));
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(long.as_bytes())
+    };
+    assert!(b64.len() > 4000);
+    let out = d.send(format!("AUTH PLAIN {b64}\r\n").as_bytes());
+    assert!(out.starts_with("235 "), "{out}");
+    assert!(matches!(
+        &asked(&d)[..],
+        [Question::Auth { password, .. }] if password.0.len() == 3000
+    ));
+}
