@@ -185,11 +185,14 @@ async fn drive(
             wire: &mut wire,
             write_timeout,
         };
-        drain(&mut host, &mut session, io, &mut body).await?;
+        // Boxed: the drain's state (disk work on the blocking pool, TLS
+        // writes) lives on the heap only while it runs, so an idle
+        // connection's future stays small (10,000 of them are held).
+        Box::pin(drain(&mut host, &mut session, io, &mut body)).await?;
         if session.is_closed() {
             link.close(&mut wire);
-            let _ = write_all(&mut stream, &wire, write_timeout).await;
-            linger_close(&mut stream).await;
+            let _ = Box::pin(write_all(&mut stream, &wire, write_timeout)).await;
+            Box::pin(linger_close(&mut stream)).await;
             return Ok(());
         }
         if !link.pending().is_empty() {
