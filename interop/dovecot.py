@@ -27,10 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import Server  # noqa: E402
+from run import Server, run_tests  # noqa: E402
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 # The mail uid: nobody/nogroup exists on every Debian system. (A real
@@ -182,6 +181,16 @@ def send(port, to, subject, body):
         assert refused == {}, refused
 
 
+def assert_login_refused(port, user, password):
+    """Dovecot must refuse this IMAP login."""
+    try:
+        with imaplib.IMAP4("127.0.0.1", port, timeout=TIMEOUT) as imap:
+            imap.login(user, password)
+    except imaplib.IMAP4.error:
+        return
+    raise AssertionError(f"{user} logged in with a password that must fail")
+
+
 def imap_fetch(port, user, subject, timeout=TIMEOUT):
     """Logs in as `user`, waits until INBOX holds a message with `subject`,
     returns it (bytes)."""
@@ -245,12 +254,7 @@ def test_maildir_delivery_read_over_imap_and_pop3(binary):
         pops = pop3_messages(d.pop3, "alice@example.test")
         assert len(pops) == 1 and b"Subject: via maildir" in pops[0], pops
         # A wrong password is refused by Dovecot as by hato.
-        try:
-            with imaplib.IMAP4("127.0.0.1", d.imap, timeout=TIMEOUT) as imap:
-                imap.login("alice@example.test", "wrong")
-            raise AssertionError("wrong password accepted")
-        except imaplib.IMAP4.error:
-            pass
+        assert_login_refused(d.imap, "alice@example.test", "wrong")
     except Exception:
         print(f"hato log:\n{s.log_text()}\ndovecot log:\n{d.log()}", file=sys.stderr)
         raise
@@ -282,12 +286,7 @@ def test_hato_user_passwd_changes_the_dovecot_password(binary):
                 if time.time() > deadline:
                     raise
                 time.sleep(0.3)
-        try:
-            with imaplib.IMAP4("127.0.0.1", d.imap, timeout=TIMEOUT) as imap:
-                imap.login("bob@example.test", PASSWORD)
-            raise AssertionError("old password still accepted")
-        except imaplib.IMAP4.error:
-            pass
+        assert_login_refused(d.imap, "bob@example.test", PASSWORD)
     except Exception:
         print(f"dovecot log:\n{d.log()}", file=sys.stderr)
         raise
@@ -376,20 +375,7 @@ def main():
     if os.geteuid() != 0:
         print("dovecot interop needs root (Maildir owners, Dovecot's privilege drop)", file=sys.stderr)
         return 1
-    passed = failed = 0
-    for binary in binaries:
-        for test in TESTS:
-            name = f"{os.path.basename(binary)}::{test.__name__}"
-            try:
-                test(binary)
-                passed += 1
-                print(f"ok      {name}")
-            except Exception:
-                failed += 1
-                print(f"FAILED  {name}")
-                traceback.print_exc()
-    print(f"dovecot: {passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return run_tests("dovecot", binaries, TESTS)
 
 
 if __name__ == "__main__":

@@ -290,14 +290,12 @@ TESTS = [
 ]
 
 
-def main():
-    binaries = sys.argv[1:]
-    if not binaries:
-        print("usage: run.py BINARY...", file=sys.stderr)
-        return 2
+def run_tests(label, binaries, tests):
+    """Runs every test against every binary; prints one line each and a
+    summary; returns the exit status."""
     passed = failed = 0
     for binary in binaries:
-        for test in TESTS:
+        for test in tests:
             name = f"{os.path.basename(binary)}::{test.__name__}"
             try:
                 test(binary)
@@ -307,8 +305,16 @@ def main():
                 failed += 1
                 print(f"FAILED  {name}")
                 traceback.print_exc()
-    print(f"interop: {passed} passed, {failed} failed")
+    print(f"{label}: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
+
+
+def main():
+    binaries = sys.argv[1:]
+    if not binaries:
+        print("usage: run.py BINARY...", file=sys.stderr)
+        return 2
+    return run_tests("interop", binaries, TESTS)
 
 
 if __name__ == "__main__":

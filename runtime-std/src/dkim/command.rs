@@ -6,7 +6,7 @@ use std::path::Path;
 use hato_core::config::{parse_algorithm, Config, DEFAULT_SELECTOR};
 use hato_core::message::dkim::Algorithm;
 
-use super::{keygen, load_key_file, record_value, zone_line};
+use super::{domain_key, keygen, load_key_file, record_value, zone_line};
 
 /// What the command line gave.
 #[derive(Debug, Default)]
@@ -30,10 +30,7 @@ pub fn keygen_command(
     domain: &str,
     args: &DkimArgs,
 ) -> Result<String, String> {
-    let domain = domain
-        .strip_suffix('.')
-        .unwrap_or(domain)
-        .to_ascii_lowercase();
+    let domain = domain_key(domain);
     if let Some(cfg) = cfg {
         if !cfg.is_local_domain(&domain) {
             return Err(format!(
@@ -88,10 +85,7 @@ pub fn record_command(
     domain: &str,
     args: &DkimArgs,
 ) -> Result<String, String> {
-    let domain = domain
-        .strip_suffix('.')
-        .unwrap_or(domain)
-        .to_ascii_lowercase();
+    let domain = domain_key(domain);
     let selector = selector(cfg, args);
     let path = match cfg {
         Some(cfg) if args.selector.is_none() => cfg.dkim.key_file(data_dir, &domain),

@@ -16,6 +16,7 @@ use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
 use rsa::pkcs8::EncodePrivateKey as _;
 
+use super::domain_key;
 use super::key::{pem_encode, DkimKey};
 
 /// The RSA key sizes ring signs with; 2048 is what RFC 8301 §3.2 asks
@@ -87,10 +88,7 @@ pub fn keygen(
     algorithm: Algorithm,
     bits: usize,
 ) -> Result<Generated, KeygenError> {
-    let domain = domain
-        .strip_suffix('.')
-        .unwrap_or(domain)
-        .to_ascii_lowercase();
+    let domain = domain_key(domain);
     if !is_dns_name(&domain) {
         return Err(KeygenError::BadDomain(domain));
     }

@@ -25,6 +25,14 @@ pub use stream::Signed;
 
 use crate::log::Line;
 
+/// A domain as the keys are filed: lower case, no trailing dot.
+pub(crate) fn domain_key(domain: &str) -> String {
+    domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase()
+}
+
 /// Why the keys could not be loaded; `serve` and `check-config` stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyLoadError {
@@ -107,10 +115,7 @@ impl DkimKeys {
     /// case, trailing dot allowed), stamped `now`; None when that domain
     /// has no key (its mail goes unsigned).
     pub fn signer_for(&self, domain: &str, now: UnixTime) -> Option<DkimSigner> {
-        let domain = domain
-            .strip_suffix('.')
-            .unwrap_or(domain)
-            .to_ascii_lowercase();
+        let domain = domain_key(domain);
         let entry = self.keys.get(&domain)?;
         let key: Arc<dyn SigningKey> = entry.key.clone();
         DkimSigner::new(key, &domain, &self.selector, now).ok()
