@@ -686,19 +686,8 @@ fn null_mx_mail_loop_nxdomain_and_no_address_bounce_at_once_with_a_dsn() {
 #[test]
 #[ignore = "needs dnsmasq, Postfix and root; run by .ci/interop"]
 fn postfix_receives_the_message_intact_and_its_refusals_are_bounced() {
-    let port = port_on(&[4]);
-    let dns = Dnsmasq::start(&records(&[
-        "--mx-host=pf.test,mx.pf.test,10",
-        "--host-record=mx.pf.test,127.0.0.4",
-    ]));
     // Postfix announces SIZE 100000 (RFC 1870).
-    let postfix = Postfix::start_with(
-        SocketAddr::from((lo(4), port)),
-        "pf.test",
-        &["carol"],
-        &["message_size_limit = 100000"],
-    )
-    .unwrap();
+    let (port, dns, postfix) = postfix_mx("pf.test", &["carol"], &["message_size_limit = 100000"]);
     let mut seen = Vec::new();
     for binary in Binary::ALL {
         let server = start(binary, &dns, port);
@@ -812,13 +801,7 @@ fn wait_bounce_about(server: &Server, subject: &str) -> Vec<u8> {
 #[test]
 #[ignore = "needs dnsmasq, Postfix and root; run by .ci/interop"]
 fn postfix_rate_limit_4xx_is_retried_until_accepted() {
-    let port = port_on(&[4]);
-    let dns = Dnsmasq::start(&records(&[
-        "--mx-host=pf.test,mx.pf.test,10",
-        "--host-record=mx.pf.test,127.0.0.4",
-    ]));
-    let postfix = Postfix::start_with(
-        SocketAddr::from((lo(4), port)),
+    let (port, dns, postfix) = postfix_mx(
         "pf.test",
         &["carol", "dave"],
         &[
@@ -826,8 +809,7 @@ fn postfix_rate_limit_4xx_is_retried_until_accepted() {
             "anvil_rate_time_unit = 2s",
             "smtpd_client_event_limit_exceptions =",
         ],
-    )
-    .unwrap();
+    );
     let mut seen = Vec::new();
     for (i, binary) in Binary::ALL.into_iter().enumerate() {
         let server = start(binary, &dns, port);
@@ -873,18 +855,7 @@ fn postfix_rate_limit_4xx_is_retried_until_accepted() {
 #[test]
 #[ignore = "needs dnsmasq and Postfix; run by .ci/interop"]
 fn an_smtputf8_message_is_not_sent_on_undeclared() {
-    let port = port_on(&[4]);
-    let dns = Dnsmasq::start(&records(&[
-        "--mx-host=pf.test,mx.pf.test,10",
-        "--host-record=mx.pf.test,127.0.0.4",
-    ]));
-    let postfix = Postfix::start_with(
-        SocketAddr::from((lo(4), port)),
-        "pf.test",
-        &["jörg"],
-        &["smtputf8_enable = yes"],
-    )
-    .unwrap();
+    let (port, dns, postfix) = postfix_mx("pf.test", &["jörg"], &["smtputf8_enable = yes"]);
     let mut seen = Vec::new();
     for binary in Binary::ALL {
         let server = start(binary, &dns, port);
@@ -905,6 +876,21 @@ fn an_smtputf8_message_is_not_sent_on_undeclared() {
             );
         }
     }
+}
+
+/// A private Postfix on 127.0.0.4 as the one MX host of `domain`
+/// (`mx.<domain>`, served by a dnsmasq of its own), with Maildirs for
+/// `mailboxes` and the extra `main.cf` lines `settings`; returns the port
+/// it listens on (hato's `delivery.smtp_port`), the DNS server and Postfix.
+fn postfix_mx(domain: &str, mailboxes: &[&str], settings: &[&str]) -> (u16, Dnsmasq, Postfix) {
+    let port = port_on(&[4]);
+    let dns = Dnsmasq::start(&[
+        format!("--mx-host={domain},mx.{domain},10"),
+        format!("--host-record=mx.{domain},127.0.0.4"),
+    ]);
+    let postfix =
+        Postfix::start_with(SocketAddr::from((lo(4), port)), domain, mailboxes, settings).unwrap();
+    (port, dns, postfix)
 }
 
 /// Waits for a message in `local`'s Maildir at `postfix` that is not in
@@ -932,11 +918,6 @@ fn wait_new_mail(postfix: &Postfix, local: &str, seen: &mut Vec<std::path::PathB
 #[test]
 #[ignore = "needs dnsmasq, Postfix and openssl; run by .ci/interop"]
 fn postfix_with_a_certificate_gets_the_mail_over_starttls() {
-    let port = port_on(&[4]);
-    let dns = Dnsmasq::start(&records(&[
-        "--mx-host=tls.test,mx.tls.test,10",
-        "--host-record=mx.tls.test,127.0.0.4",
-    ]));
     let certs = std::env::temp_dir().join(format!("hato-pf-tls-{}", std::process::id()));
     std::fs::create_dir_all(&certs).unwrap();
     let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
@@ -953,13 +934,11 @@ fn postfix_with_a_certificate_gets_the_mail_over_starttls() {
     assert!(made.status.success(), "{made:?}");
     let cert_line = format!("smtpd_tls_cert_file = {}", cert.display());
     let key_line = format!("smtpd_tls_key_file = {}", key.display());
-    let postfix = Postfix::start_with(
-        SocketAddr::from((lo(4), port)),
+    let (port, dns, postfix) = postfix_mx(
         "tls.test",
         &["dana"],
         &[&cert_line, &key_line, "smtpd_tls_security_level = may"],
-    )
-    .unwrap();
+    );
     let mut seen = Vec::new();
     for binary in Binary::ALL {
         let server = start(binary, &dns, port);
