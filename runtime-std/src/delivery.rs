@@ -619,6 +619,20 @@ impl Agent {
             entry.failures = 0;
             return;
         }
+        // The common case: every recipient a Maildir, all delivered by
+        // this very attempt. Nothing can have failed (only remote and LMTP
+        // delivery fail for good) and no other role holds the message, so
+        // it goes without reading its files again for the report check.
+        let all_now = done.is_empty() && lmtp.is_none() && env.recipients.iter().all(is_local);
+        if all_now {
+            return match self.store.remove(id) {
+                Ok(()) => {
+                    reports::log_dequeued(id, false);
+                    self.pending.remove(id);
+                }
+                Err(e) => self.failed(id, &format!("cannot remove delivered message: {e}")),
+            };
+        }
         match reports::finish(&self.store, &self.cfg, id, log::unix_now()) {
             Ok(Finished::Done { report, .. }) => {
                 self.pending.remove(id);
@@ -737,6 +751,10 @@ impl Agent {
         entry.failures = entry.failures.saturating_add(1);
         entry.due = Some(Instant::now() + self.retry.delay(entry.failures));
     }
+}
+
+fn is_local(r: &hato_core::queue::QueuedRecipient) -> bool {
+    matches!(r.destination, Destination::Local(_))
 }
 
 fn file_name(path: &Path) -> String {

@@ -86,21 +86,24 @@ pub fn finish(store: &Store, cfg: &Config, id: &str, now: UnixTime) -> io::Resul
         report = failure_report(store, cfg, &env, &failed, &headers, now)?.ok();
     }
     store.remove(id)?;
-    log::Line::new("dequeue")
-        .kv("id", id)
-        .kv(
-            "reason",
-            if failures.is_empty() {
-                "all recipients delivered"
-            } else {
-                "all recipients delivered or failed"
-            },
-        )
-        .emit();
+    log_dequeued(id, !failures.is_empty());
     Ok(Finished::Done {
         report,
         failed: failures.len(),
     })
+}
+
+/// Logs that message `id` left the queue (`event=dequeue`).
+pub fn log_dequeued(id: &str, some_failed: bool) {
+    let reason = if some_failed {
+        "all recipients delivered or failed"
+    } else {
+        "all recipients delivered"
+    };
+    log::Line::new("dequeue")
+        .kv("id", id)
+        .kv("reason", reason)
+        .emit();
 }
 
 /// Queues the delay warning for `undelivered` recipients of `id` (once:

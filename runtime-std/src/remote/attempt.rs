@@ -71,8 +71,13 @@ struct Result1 {
 
 /// Runs `work` and returns each recipient's result, recorded and logged.
 pub(crate) fn run(shared: &Shared, work: &Work, seed: u64) -> Vec<(usize, AttemptResult)> {
-    let results = attempt(shared, work, seed);
-    let env = shared.store.read_envelope(&work.id).ok();
+    let (results, env) = match shared.store.read_envelope(&work.id) {
+        Ok(env) => (attempt(shared, work, &env, seed), Some(env)),
+        Err(e) => {
+            let why = format!("4.3.0 cannot read the queue file: {e}");
+            (all(work, &AttemptResult::Temporary(why)), None)
+        }
+    };
     results
         .into_iter()
         .map(|r| {
@@ -100,17 +105,8 @@ fn all(work: &Work, result: &AttemptResult) -> Vec<Result1> {
         .collect()
 }
 
-fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
+fn attempt(shared: &Shared, work: &Work, env: &QueueEnvelope, seed: u64) -> Vec<Result1> {
     let cfg = &shared.cfg;
-    let env = match shared.store.read_envelope(&work.id) {
-        Ok(env) => env,
-        Err(e) => {
-            return all(
-                work,
-                &AttemptResult::Temporary(format!("4.3.0 cannot read the queue file: {e}")),
-            )
-        }
-    };
     let mut addresses = Vec::with_capacity(work.recipients.len());
     for &idx in &work.recipients {
         match env.recipients.get(idx).map(|r| &r.destination) {
@@ -153,7 +149,7 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
             )
         }
     };
-    let signature = sign(shared, &env);
+    let signature = sign(shared, env);
     let tx = Transaction {
         from: env.from.clone(),
         recipients: addresses.iter().map(|a| format!("<{a}>")).collect(),
@@ -167,7 +163,7 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
         if !wire.is_usable() {
             continue;
         }
-        match transact(shared, work, &env, &tx, &signature, &mut wire) {
+        match transact(shared, work, env, &tx, &signature, &mut wire) {
             Ok(results) => {
                 park(shared, &work.destination, wire, &results);
                 return results;
@@ -240,7 +236,7 @@ fn attempt(shared: &Shared, work: &Work, seed: u64) -> Vec<Result1> {
                 continue;
             }
         };
-        match transact(shared, work, &env, &tx, &signature, &mut wire) {
+        match transact(shared, work, env, &tx, &signature, &mut wire) {
             Ok(results) => {
                 park(shared, &work.destination, wire, &results);
                 return results;
