@@ -101,6 +101,11 @@ fn run(program: &str, args: &[String], serve: fn(Config) -> io::Result<()>) -> R
             for (domain, key) in keys.domains() {
                 println!("{}", crate::dkim::describe(domain, keys.selector(), key));
             }
+            if let Some(checked) =
+                crate::tls_files::check_configured(&cfg).map_err(|e| e.to_string())?
+            {
+                println!("{checked}");
+            }
             println!("The configuration is valid.");
             Ok(())
         }

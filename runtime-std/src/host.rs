@@ -38,7 +38,7 @@ use hato_core::queue::{QueueEnvelope, QueuedRecipient};
 use hato_core::refusal::RefuseReason;
 use hato_core::smtp::server::{Event, Peer, Question, Secret, Session, Verdict};
 use hato_core::time::UnixTime;
-use hato_core::tls::{ServerConfig, TlsError};
+use hato_core::tls::TlsError;
 
 use crate::auth::Authenticator;
 use crate::control::{ControlServer, DataDirLock};
@@ -79,7 +79,8 @@ pub struct Server {
     /// it could not be bound: the server runs, the commands say so).
     control: Option<ControlServer>,
     /// The certificate for STARTTLS and implicit TLS.
-    tls: Arc<ServerConfig>,
+    /// Loaded when the first connection needs it (see `tls_files`).
+    tls: tls_files::ServerTls,
     /// AUTH checks and the per-user message rate.
     auth: Authenticator,
     /// Held while the server runs: one server per data directory.
@@ -118,7 +119,7 @@ impl Server {
         // configuration does; `event=dkim_key` names each one in use.
         let dkim = Arc::new(load_signing_keys(&cfg).map_err(|e| io::Error::other(e.to_string()))?);
         dkim.log_loaded();
-        let tls = tls_files::server_tls(&cfg)?;
+        let tls = tls_files::ServerTls::new(Arc::clone(&cfg))?;
         let auth = Authenticator::new(&cfg);
         let users = UsersCache::new(&cfg.data_dir)
             .map_err(|e| io::Error::other(format!("users file: {e}")))?;
@@ -363,10 +364,12 @@ impl Connection {
     /// # Errors
     /// rustls refused the configuration (logged by the caller).
     pub fn link(&self) -> Result<Link, TlsError> {
-        let tls = Arc::clone(&self.server.tls);
+        let tls = self.server.tls.get();
         match self.peer.listener {
-            ListenerKind::Submissions => Link::implicit(tls),
-            ListenerKind::Smtp | ListenerKind::Submission => Ok(Link::plain(Some(tls))),
+            ListenerKind::Submissions => Link::implicit(
+                tls.ok_or_else(|| TlsError::Setup("no usable TLS certificate".into()))?,
+            ),
+            ListenerKind::Smtp | ListenerKind::Submission => Ok(Link::plain(tls)),
         }
     }
 

@@ -1,15 +1,20 @@
 //! The server's TLS certificate on disk (RFC 3207, RFC 8314): the PEM
 //! files `tls.certificate` and `tls.key` name, or, when neither is set, a
 //! self-signed certificate for the host name that `hato serve` generates
-//! into `data_dir/tls/` on first start (and logs that it did), so that
-//! STARTTLS works out of the box. The core gets the bytes; only this file
-//! reads them.
+//! into `data_dir/tls/` (and logs that it did), so that STARTTLS works out
+//! of the box. The core gets the bytes; only this file reads them.
+//!
+//! [`ServerTls`] loads the certificate (or generates it) when the first
+//! connection needs it, not at start: an idle server has not touched the
+//! TLS and certificate code, which keeps its resident memory small (issue
+//! 5's idle RSS target). At start it only checks that configured files can
+//! be opened, so a wrong path still stops the start.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hato_core::config::Config;
@@ -35,6 +40,54 @@ impl TimeProvider for SystemClock {
     }
 }
 
+/// The server's TLS configuration, made on first use (see the module docs).
+#[derive(Debug)]
+pub struct ServerTls {
+    cfg: Arc<Config>,
+    /// `None` once loading failed (logged): no STARTTLS until a restart.
+    loaded: OnceLock<Option<Arc<ServerConfig>>>,
+}
+
+impl ServerTls {
+    /// Checks that the configured certificate and key files can be opened;
+    /// loading them waits for [`ServerTls::get`].
+    ///
+    /// # Errors
+    /// A configured file cannot be opened; the message names it.
+    pub fn new(cfg: Arc<Config>) -> io::Result<Self> {
+        for path in [&cfg.tls.certificate, &cfg.tls.key].into_iter().flatten() {
+            fs::File::open(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        Ok(Self {
+            cfg,
+            loaded: OnceLock::new(),
+        })
+    }
+
+    /// Returns the configuration, loading (or generating) the certificate
+    /// at the first call. `None` when that failed: the failure is logged
+    /// once (`event=error what=tls`) and the server goes on without TLS.
+    pub fn get(&self) -> Option<Arc<ServerConfig>> {
+        self.loaded
+            .get_or_init(|| match server_tls(&self.cfg) {
+                Ok(config) => Some(config),
+                Err(e) => {
+                    Line::new("error")
+                        .kv("what", "tls")
+                        .kv("error", e)
+                        .kv(
+                            "effect",
+                            "no STARTTLS and no implicit TLS until hato is restarted",
+                        )
+                        .emit();
+                    None
+                }
+            })
+            .clone()
+    }
+}
+
 /// Loads the configured certificate, or the generated one (generating it
 /// first when missing), into a rustls server configuration.
 ///
@@ -46,22 +99,46 @@ pub fn server_tls(cfg: &Config) -> io::Result<Arc<ServerConfig>> {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => generated(cfg)?,
     };
-    let read = |p: &Path| {
-        fs::read(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-    };
-    let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
-    let config = server_config(&cert_pem, &key_pem, Arc::new(SystemClock)).map_err(|e| {
-        io::Error::other(format!(
-            "TLS certificate {} / key {}: {e}",
-            cert.display(),
-            key.display()
-        ))
-    })?;
+    let config = load_pair(&cert, &key)?;
     Line::new("tls-certificate")
         .kv("certificate", cert.display())
         .kv("key", key.display())
         .emit();
     Ok(config)
+}
+
+/// Checks the configured certificate and key the way the server will use
+/// them (for `hato check-config`, since `serve` loads them only when the
+/// first connection needs TLS). Returns what it checked, or `None` when
+/// none is configured (the generated one is used).
+///
+/// # Errors
+/// As [`server_tls`].
+pub fn check_configured(cfg: &Config) -> io::Result<Option<String>> {
+    let (Some(cert), Some(key)) = (&cfg.tls.certificate, &cfg.tls.key) else {
+        return Ok(None);
+    };
+    load_pair(cert, key)?;
+    Ok(Some(format!(
+        "TLS certificate {} with key {}: usable",
+        cert.display(),
+        key.display()
+    )))
+}
+
+/// Reads a certificate and key pair into a rustls server configuration.
+fn load_pair(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
+    let read = |p: &Path| {
+        fs::read(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+    };
+    let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+    server_config(&cert_pem, &key_pem, Arc::new(SystemClock)).map_err(|e| {
+        io::Error::other(format!(
+            "TLS certificate {} / key {}: {e}",
+            cert.display(),
+            key.display()
+        ))
+    })
 }
 
 /// Returns the generated pair's paths, generating it when missing.
@@ -136,6 +213,11 @@ mod tests {
         assert_eq!(mode, 0o600);
         server_tls(&cfg).unwrap();
         assert_eq!(fs::read(&cert).unwrap(), first, "reused, not regenerated");
+        assert_eq!(check_configured(&cfg).unwrap(), None, "none configured");
+        cfg.tls.certificate = Some(cert);
+        cfg.tls.key = Some(key);
+        let ok = check_configured(&cfg).unwrap().unwrap();
+        assert!(ok.ends_with("usable"), "{ok}");
     }
 
     #[test]
@@ -151,8 +233,44 @@ mod tests {
         cfg.tls.key = Some(k.clone());
         let e = server_tls(&cfg).unwrap_err().to_string();
         assert!(e.contains("k.pem"), "{e}");
+        let e = check_configured(&cfg).unwrap_err().to_string();
+        assert!(e.contains("k.pem"), "check-config says it too: {e}");
         cfg.tls.key = Some(dir.path().join("missing.pem"));
         let e = server_tls(&cfg).unwrap_err().to_string();
         assert!(e.contains("missing.pem"), "{e}");
+    }
+
+    #[test]
+    fn the_certificate_is_made_at_first_use_not_at_start() {
+        let dir = TestDir::new("tls-lazy");
+        let mut cfg = Config::defaults("mail.example.test");
+        cfg.data_dir = dir.path().to_path_buf();
+        let tls = ServerTls::new(Arc::new(cfg)).unwrap();
+        let cert = dir.path().join("tls").join(GENERATED_CERT);
+        assert!(
+            !cert.exists(),
+            "nothing generated before a connection needs it"
+        );
+        let first = tls.get().unwrap();
+        assert!(cert.is_file());
+        assert!(Arc::ptr_eq(&first, &tls.get().unwrap()), "made once");
+    }
+
+    #[test]
+    fn a_missing_configured_file_stops_the_start_and_a_bad_one_only_tls() {
+        let dir = TestDir::new("tls-lazy-bad");
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let mut cfg = Config::defaults("mail.example.test");
+        cfg.tls.certificate = Some(c.clone());
+        cfg.tls.key = Some(k.clone());
+        let e = ServerTls::new(Arc::new(cfg.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.pem"), "{e}");
+        fs::write(&c, "not a certificate").unwrap();
+        fs::write(&k, "not a key").unwrap();
+        let tls = ServerTls::new(Arc::new(cfg)).unwrap();
+        assert!(tls.get().is_none(), "unusable files: no TLS, logged");
+        assert!(tls.get().is_none(), "and not retried per connection");
     }
 }

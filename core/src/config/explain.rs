@@ -87,7 +87,7 @@ fn tls(cfg: &Config) -> String {
             k.display()
         ),
         _ => format!(
-            "a self-signed certificate that hato generates in {} on first start \
+            "a self-signed certificate that hato generates in {} when first needed \
              (tls.certificate and tls.key are not set)",
             cfg.data_dir.join("tls").display()
         ),
@@ -538,7 +538,7 @@ mod tests {
             "Connections: at most 200 in all, 10 per client address.",
             "Timeouts: 5m waiting for a command, 5m waiting for message data.",
             "Listening: SMTP on 127.0.0.1:2525; submission (authentication required before MAIL) on 127.0.0.1:2587; submission over implicit TLS on no address (disabled).",
-            "with a self-signed certificate that hato generates in hato-data/tls on first start",
+            "with a self-signed certificate that hato generates in hato-data/tls when first needed",
             "After 5 failed attempts in 10m from one address or for one user name",
             "at most 100 messages in 1h (then 451 4.7.1)",
             "Aliases: abuse@ every local domain → alice@example.org.",

@@ -92,7 +92,7 @@ pub struct Config {
 
 /// The `[tls]` table: the certificate for STARTTLS and implicit TLS.
 /// Without both paths, `hato serve` generates a self-signed certificate
-/// into `data_dir/tls/` on first start.
+/// into `data_dir/tls/` when the first connection needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tls {
     /// PEM file with the certificate chain, leaf first.

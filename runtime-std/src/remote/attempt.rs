@@ -15,7 +15,7 @@
 //! and fails at once (RFC 5321 §6.3).
 
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hato_core::config::Config;
@@ -32,6 +32,7 @@ use super::wire::{Sent, Wire, WireError};
 use crate::dkim::{self, DkimKeys, Signed};
 use crate::log;
 use crate::store::{RecordedFailure, Store};
+use crate::tls_files::SystemClock;
 
 /// The longest a TCP connect may take (RFC 5321 §4.5.3.2 has no figure;
 /// most MTAs wait 30 seconds).
@@ -47,11 +48,33 @@ pub(crate) struct Shared {
     pub(crate) cfg: Arc<Config>,
     pub(crate) dns: LazyDns,
     pub(crate) pool: Pool,
-    /// The TLS client for opportunistic STARTTLS; `None` if rustls could
-    /// not be set up (then mail goes in plaintext, as before STARTTLS).
-    pub(crate) tls: Option<Arc<tls::ClientConfig>>,
+    /// The TLS client for opportunistic STARTTLS, made by the first
+    /// attempt that needs it (an idle server never touches the TLS code);
+    /// see [`Shared::client_tls`].
+    pub(crate) tls: OnceLock<Option<Arc<tls::ClientConfig>>>,
     /// The DKIM keys of the local domains.
     pub(crate) dkim: Arc<DkimKeys>,
+}
+
+impl Shared {
+    /// The TLS client configuration, made at the first call; `None` if
+    /// rustls could not be set up (logged once; mail then goes in
+    /// plaintext, as before STARTTLS).
+    pub(crate) fn client_tls(&self) -> Option<&Arc<tls::ClientConfig>> {
+        self.tls
+            .get_or_init(|| match tls::client_config(Arc::new(SystemClock)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log::Line::new("error")
+                        .kv("what", "tls-client")
+                        .kv("reason", e.to_string())
+                        .kv("effect", "remote delivery sends without STARTTLS")
+                        .emit();
+                    None
+                }
+            })
+            .as_ref()
+    }
 }
 
 /// What became of one recipient, with what the log and the bounce need.
@@ -199,7 +222,7 @@ fn attempt(shared: &Shared, work: &Work, env: &QueueEnvelope, seed: u64) -> Vec<
             host.addr,
             &host.name,
             client_cfg.clone(),
-            shared.tls.as_ref(),
+            shared.client_tls(),
             connect_timeout,
         );
         let connected = match connected {

@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -51,7 +51,6 @@ use crate::dkim::DkimKeys;
 use crate::log;
 use crate::reports::{self, Finished};
 use crate::store::{RecordedFailure, Store};
-use crate::tls_files::SystemClock;
 
 use attempt::Shared;
 use pool::Pool;
@@ -113,23 +112,12 @@ impl RemoteHandle {
         submit: Submit,
     ) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel();
-        let tls = match hato_core::tls::client_config(Arc::new(SystemClock)) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                log::Line::new("error")
-                    .kv("what", "tls-client")
-                    .kv("reason", e.to_string())
-                    .kv("effect", "remote delivery sends without STARTTLS")
-                    .emit();
-                None
-            }
-        };
         let shared = Arc::new(Shared {
             dns: LazyDns::new(cfg.delivery.dns_servers.clone()),
             store,
             cfg,
             pool: Pool::default(),
-            tls,
+            tls: OnceLock::new(),
             dkim,
         });
         let role = Role {
