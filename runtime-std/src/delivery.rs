@@ -5,14 +5,19 @@
 //! under the uid that owns the mailboxes.
 //!
 //! On start it schedules everything already in `queue/` (recovery after a
-//! crash or a restart). For each message it delivers every local
-//! recipient not yet listed in the progress file, recording each right
-//! after its delivery, so a crash never causes a second copy for a
-//! recipient already done (only, at worst, for the one in progress). A
-//! failed delivery (full disk, broken permissions) is logged as `defer`
-//! and retried with back-off; the message stays queued meanwhile.
-//! Remote recipients stay queued for remote delivery. The queue file and
-//! its progress file are removed once every recipient is done.
+//! crash or a restart). Each agent takes every message waiting in its
+//! channel (and every one due) as one batch: for each message it delivers
+//! every local recipient not yet finished, writing the Maildir copy
+//! (fdatasynced) and renaming it into `new/`; then it fsyncs each `new/`
+//! the batch touched, once; only then does it record the recipients, or
+//! remove a message whose recipients all got their copy now (see
+//! `store::maildir` for the names that make this safe, and
+//! `store::settle` for what a later attempt or a restart looks at first).
+//! No recipient ever gets a second copy. A failed delivery (full disk,
+//! broken permissions) is logged as `defer` and retried with back-off; the
+//! message stays queued meanwhile. Remote recipients stay queued for
+//! remote delivery. The queue file and its progress file, if any, are
+//! removed once every recipient is done.
 //!
 //! It also runs the administrator's queue requests (`hato queue flush|
 //! delete|bounce`, arriving through [`crate::control`]) between two
