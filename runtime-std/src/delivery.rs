@@ -5,14 +5,19 @@
 //! under the uid that owns the mailboxes.
 //!
 //! On start it schedules everything already in `queue/` (recovery after a
-//! crash or a restart). For each message it delivers every local
-//! recipient not yet listed in the progress file, recording each right
-//! after its delivery, so a crash never causes a second copy for a
-//! recipient already done (only, at worst, for the one in progress). A
-//! failed delivery (full disk, broken permissions) is logged as `defer`
-//! and retried with back-off; the message stays queued meanwhile.
-//! Remote recipients stay queued for remote delivery. The queue file and
-//! its progress file are removed once every recipient is done.
+//! crash or a restart). Each agent takes every message waiting in its
+//! channel (and every one due) as one batch: for each message it delivers
+//! every local recipient not yet finished, writing the Maildir copy
+//! (fdatasynced) and renaming it into `new/`; then it fsyncs each `new/`
+//! the batch touched, once; only then does it record the recipients, or
+//! remove a message whose recipients all got their copy now (see
+//! `store::maildir` for the names that make this safe, and
+//! `store::settle` for what a later attempt or a restart looks at first).
+//! No recipient ever gets a second copy. A failed delivery (full disk,
+//! broken permissions) is logged as `defer` and retried with back-off; the
+//! message stays queued meanwhile. Remote recipients stay queued for
+//! remote delivery. The queue file and its progress file, if any, are
+//! removed once every recipient is done.
 //!
 //! It also runs the administrator's queue requests (`hato queue flush|
 //! delete|bounce`, arriving through [`crate::control`]) between two
@@ -27,7 +32,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -44,7 +49,7 @@ use crate::log;
 use crate::queue_admin;
 use crate::remote::{RemoteHandle, Submit};
 use crate::reports::{self, Finished};
-use crate::store::{maildir, Store};
+use crate::store::{maildir, Body, Settled, Store};
 
 /// When failed deliveries are tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +172,7 @@ impl LocalDelivery {
                 shard: index,
                 peers: senders.clone(),
                 remote: remote.clone(),
+                maildir: maildir::Writer::new(store.mailbox_root(), store.mailbox_owner()),
             };
             let thread = thread::Builder::new()
                 .name(format!("local-delivery-{index}"))
@@ -375,6 +381,9 @@ struct Pending {
     /// Whether the remote recipients were handed to remote delivery (or,
     /// without it, logged) already.
     remote_handed: bool,
+    /// Whether this agent has tried it: a later attempt must settle what
+    /// an earlier one did (see `store::settle`).
+    tried: bool,
 }
 
 struct Agent {
@@ -389,29 +398,39 @@ struct Agent {
     peers: Vec<Sender<Command>>,
     /// The remote-delivery role, if it runs.
     remote: Option<RemoteHandle>,
+    /// Writes the Maildir copies, and remembers the mailboxes it made sure of.
+    maildir: maildir::Writer,
 }
 
 impl Agent {
     fn run(mut self, rx: &Receiver<Command>) {
         loop {
-            let cmd = match self.next_due() {
+            let first = match self.next_due() {
                 Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
-            match cmd {
-                Ok(Command::Deliver(id)) => self.schedule(id, Instant::now()),
-                Ok(Command::Control(req, answer)) => {
-                    let _ = answer.send(self.control(req));
-                }
-                Ok(Command::Flush(answer)) => {
-                    let _ = answer.send(self.flush());
-                }
-                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Some(id) = self.take_due() {
-                        self.attempt(&id);
+            // Everything already waiting joins this round: one batch.
+            let mut cmd = first;
+            loop {
+                match cmd {
+                    Ok(Command::Deliver(id)) => self.schedule(id, Instant::now()),
+                    Ok(Command::Control(req, answer)) => {
+                        let _ = answer.send(self.control(req));
                     }
+                    Ok(Command::Flush(answer)) => {
+                        let _ = answer.send(self.flush());
+                    }
+                    Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Timeout) => {}
                 }
+                match rx.try_recv() {
+                    Ok(next) => cmd = Ok(next),
+                    Err(_) => break,
+                }
+            }
+            let due = self.take_due(BATCH);
+            if !due.is_empty() {
+                self.attempt_batch(&due);
             }
         }
     }
@@ -530,24 +549,58 @@ impl Agent {
         self.pending.values().filter_map(|p| p.due).min()
     }
 
-    /// Returns the message due first (oldest id among equals) if its time has come.
-    fn take_due(&mut self) -> Option<String> {
+    /// Returns the messages whose time has come, due first (oldest id
+    /// among equals), at most `max`.
+    fn take_due(&mut self, max: usize) -> Vec<String> {
         let now = Instant::now();
-        let (id, _) = self
+        let mut due: Vec<(Instant, &String)> = self
             .pending
             .iter()
-            .filter_map(|(id, p)| p.due.filter(|&d| d <= now).map(|d| (id, d)))
-            .min_by_key(|&(_, d)| d)?;
-        Some(id.clone())
+            .filter_map(|(id, p)| p.due.filter(|&d| d <= now).map(|d| (d, id)))
+            .collect();
+        due.sort();
+        due.into_iter()
+            .take(max)
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
-    fn attempt(&mut self, id: &str) {
-        let env = match self.store.read_envelope(id) {
-            Ok(env) => env,
+    /// Delivers a batch of messages: each one's Maildir files are written,
+    /// fsynced and renamed into `new/`; then each `new/` directory the
+    /// batch touched is fsynced once; only then are the deliveries
+    /// recorded (or the messages removed). A rename is durable before
+    /// anything relies on it, and messages that arrive together share the
+    /// fsync of their mailbox's `new/`.
+    fn attempt_batch(&mut self, ids: &[String]) {
+        let attempts: Vec<Attempt> = ids.iter().filter_map(|id| self.begin(id)).collect();
+        let mut dirs: Vec<&Path> = attempts
+            .iter()
+            .flat_map(|a| a.copies.iter().filter_map(|c| c.path.parent()))
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        let failed: Vec<(PathBuf, String)> = dirs
+            .into_iter()
+            .filter_map(|dir| {
+                let e = maildir::sync_new(dir).err()?;
+                Some((dir.to_path_buf(), e.to_string()))
+            })
+            .collect();
+        for attempt in attempts {
+            self.finish(attempt, &failed);
+        }
+    }
+
+    /// The first half of an attempt: reads the message, settles what an
+    /// earlier attempt did, delivers to LMTP, and writes and renames the
+    /// Maildir copies. `None` when there is nothing more to do now.
+    fn begin(&mut self, id: &str) -> Option<Attempt> {
+        let (env, body) = match self.store.open_message(id) {
+            Ok(message) => message,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Removed meanwhile (`hato queue delete`).
                 self.pending.remove(id);
-                return;
+                return None;
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 // Left in place for the administrator; retrying cannot help.
@@ -556,25 +609,57 @@ impl Agent {
                     .kv("reason", format!("damaged queue file, not delivered: {e}"))
                     .emit();
                 self.pending.remove(id);
-                return;
+                return None;
             }
-            Err(e) => return self.failed(id, &format!("cannot read queue file: {e}")),
+            Err(e) => {
+                self.failed(id, &format!("cannot read queue file: {e}"));
+                return None;
+            }
         };
+        let entry = self.pending.entry(id.to_owned()).or_default();
+        let first_here = !std::mem::replace(&mut entry.tried, true);
         // Finished recipients: delivered, or failed for good (an LMTP 5yz,
         // or remote delivery's); the failed ones are in the final report.
-        let done = match self.reconcile(&env) {
-            Ok(done) => done,
-            Err(e) => return self.failed(id, &format!("cannot read progress file: {e}")),
+        // A message this process just queued, on its first attempt, has
+        // none, and no copy anywhere: nothing to read.
+        let settled = if first_here && self.store.has_no_progress(id) {
+            Settled::default()
+        } else {
+            match self.store.settle(&env, Some(&self.cfg.hostname)) {
+                Ok(settled) => settled,
+                Err(e) => {
+                    let why = format!("cannot read its progress file or Maildirs: {e}");
+                    self.failed(id, &why);
+                    return None;
+                }
+            }
         };
-        let lmtp = match &self.cfg.delivery.local {
+        let finished = settled.finished();
+        let mut attempt = Attempt {
+            recorded: settled.recorded,
+            copies: settled
+                .found
+                .into_iter()
+                .map(|(idx, path)| Copy {
+                    idx,
+                    path,
+                    recovered: true,
+                })
+                .collect(),
+            local_failed: false,
+            remote: Vec::new(),
+            lmtp: false,
+            env,
+        };
+        let cfg = Arc::clone(&self.cfg);
+        let lmtp = match &cfg.delivery.local {
             LocalMethod::Lmtp(target) => Some(target),
             LocalMethod::Maildir => None,
         };
         let mut lmtp_batch = Vec::new();
-        let mut local_failed = false;
-        let mut remote = Vec::new();
-        for (idx, rcpt) in env.recipients.iter().enumerate() {
-            if done.binary_search(&idx).is_ok() {
+        let mut body = Some(body);
+        for (idx, rcpt) in attempt.env.recipients.iter().enumerate() {
+            if finished.binary_search(&idx).is_ok() {
                 continue;
             }
             match &rcpt.destination {
@@ -582,160 +667,181 @@ impl Agent {
                     lmtp_batch.push((idx, address.clone()));
                 }
                 Destination::Local(address) => {
-                    if let Err(why) = self.deliver_one(&env, idx, address) {
-                        log::Line::new("defer")
-                            .kv("id", id)
-                            .kv("to", &rcpt.original)
-                            .kv("reason", &why)
-                            .emit();
-                        local_failed = true;
+                    let body = match body.take() {
+                        Some(body) => Ok(body),
+                        None => self.store.open_message(id).map(|(_, body)| body),
+                    };
+                    let copied = body
+                        .map_err(|e| format!("cannot read queue file: {e}"))
+                        .and_then(|body| self.copy_to_maildir(&attempt.env, idx, address, body));
+                    match copied {
+                        Ok(path) => attempt.copies.push(Copy {
+                            idx,
+                            path,
+                            recovered: false,
+                        }),
+                        Err(why) => {
+                            log::Line::new("defer")
+                                .kv("id", id)
+                                .kv("to", &rcpt.original)
+                                .kv("reason", &why)
+                                .emit();
+                            attempt.local_failed = true;
+                        }
                     }
                 }
-                Destination::Remote(_) => remote.push(rcpt.original.as_str()),
+                Destination::Remote(_) => attempt.remote.push(rcpt.original.clone()),
             }
         }
         if let Some(target) = lmtp.filter(|_| !lmtp_batch.is_empty()) {
-            local_failed |=
-                lmtp::deliver_queued(&self.store, &self.cfg.hostname, target, &env, &lmtp_batch);
+            attempt.lmtp = true;
+            attempt.local_failed |= lmtp::deliver_queued(
+                &self.store,
+                &cfg.hostname,
+                target,
+                &attempt.env,
+                &lmtp_batch,
+            );
         }
-        let entry = self.pending.entry(id.to_owned()).or_default();
-        if !remote.is_empty() && !entry.remote_handed {
+        Some(attempt)
+    }
+
+    /// Writes, fsyncs and renames into `new/` the copy for recipient `idx`
+    /// (not durable until `new/` is fsynced); returns its path.
+    fn copy_to_maildir(
+        &mut self,
+        env: &QueueEnvelope,
+        idx: usize,
+        address: &str,
+        body: Body,
+    ) -> Result<PathBuf, String> {
+        let name = maildir::file_name(&env.id, idx, env.received.0, &self.cfg.hostname);
+        let failed = |e: io::Error| format!("maildir delivery to {address} failed: {e}");
+        let prepared = self
+            .maildir
+            .prepare(address, &name, &env.from, body)
+            .map_err(failed)?;
+        let new = self.maildir.publish(prepared).map_err(failed)?;
+        Ok(new.join(name))
+    }
+
+    /// The second half of an attempt, once the batch's `new/` directories
+    /// are fsynced (`sync_failed`: those that were not): records and logs
+    /// the deliveries, hands remote recipients on, and removes the message
+    /// or schedules its next attempt.
+    fn finish(&mut self, mut a: Attempt, sync_failed: &[(PathBuf, String)]) {
+        let id = a.env.id.clone();
+        let mut durable = Vec::with_capacity(a.copies.len());
+        for copy in std::mem::take(&mut a.copies) {
+            let dir = copy.path.parent().unwrap_or(Path::new(""));
+            match sync_failed.iter().find(|(d, _)| d == dir) {
+                Some((_, e)) => {
+                    log::Line::new("defer")
+                        .kv("id", &id)
+                        .kv("to", original(&a.env, copy.idx))
+                        .kv("reason", format!("cannot sync {}: {e}", dir.display()))
+                        .emit();
+                    a.local_failed = true;
+                }
+                None => durable.push(copy),
+            }
+        }
+        // The common case: every recipient a Maildir, none recorded
+        // before, all copies durable now. Nothing can have failed (only
+        // remote and LMTP delivery fail for good) and no other role holds
+        // the message, so it goes without a line in a progress file and
+        // without reading its files again for the report check: should a
+        // crash undo the removal, the copies' names say they are done.
+        let all_now = a.recorded.is_empty()
+            && !a.lmtp
+            && !a.local_failed
+            && a.env.recipients.iter().all(is_local);
+        for copy in &durable {
+            let recorded = if all_now {
+                Ok(())
+            } else {
+                self.store.mark_delivered_lazily(&id, copy.idx)
+            };
+            let file = file_name(&copy.path);
+            match recorded {
+                Ok(()) => self.log_delivered(&a.env, copy, &file),
+                // The next attempt finds the file and records it.
+                Err(e) => {
+                    log::Line::new("defer")
+                        .kv("id", &id)
+                        .kv("to", original(&a.env, copy.idx))
+                        .kv(
+                            "reason",
+                            format!("delivered ({file}) but cannot record it yet: {e}"),
+                        )
+                        .emit();
+                    a.local_failed = true;
+                }
+            }
+        }
+        let entry = self.pending.entry(id.clone()).or_default();
+        if !a.remote.is_empty() && !entry.remote_handed {
             entry.remote_handed = true;
             match &self.remote {
-                Some(r) => r.submit(id.to_owned()),
+                Some(r) => r.submit(id.clone()),
                 None => log::Line::new("defer")
-                    .kv("id", id)
-                    .kv("to", remote.join(","))
+                    .kv("id", &id)
+                    .kv("to", a.remote.join(","))
                     .kv("reason", "remote delivery is not running")
                     .emit(),
             }
         }
-        if local_failed {
-            return self.retry_later(id);
+        if a.local_failed {
+            return self.retry_later(&id);
         }
-        if !remote.is_empty() {
+        if !a.remote.is_empty() {
             // Remote delivery finishes the message.
             entry.due = None;
             entry.failures = 0;
             return;
         }
-        // The common case: every recipient a Maildir, all delivered by
-        // this very attempt. Nothing can have failed (only remote and LMTP
-        // delivery fail for good) and no other role holds the message, so
-        // it goes without reading its files again for the report check.
-        let all_now = done.is_empty() && lmtp.is_none() && env.recipients.iter().all(is_local);
         if all_now {
-            return match self.store.remove(id) {
+            return match self.store.remove(&id) {
                 Ok(()) => {
-                    reports::log_dequeued(id, false);
-                    self.pending.remove(id);
+                    reports::log_dequeued(&id, false);
+                    self.pending.remove(&id);
                 }
-                Err(e) => self.failed(id, &format!("cannot remove delivered message: {e}")),
+                Err(e) => self.failed(&id, &format!("cannot remove delivered message: {e}")),
             };
         }
-        match reports::finish(&self.store, &self.cfg, id, log::unix_now()) {
+        match reports::finish(&self.store, &self.cfg, &id, log::unix_now()) {
             Ok(Finished::Done { report, .. }) => {
-                self.pending.remove(id);
+                self.pending.remove(&id);
                 if let Some((dsn, _, _)) = report {
                     self.schedule(dsn, Instant::now());
                 }
             }
             Ok(Finished::Gone) => {
-                self.pending.remove(id);
+                self.pending.remove(&id);
             }
             Ok(Finished::NotYet) => {
-                if let Some(p) = self.pending.get_mut(id) {
+                if let Some(p) = self.pending.get_mut(&id) {
                     p.due = None;
                 }
             }
-            Err(e) => self.failed(id, &format!("cannot finish the delivered message: {e}")),
+            Err(e) => self.failed(&id, &format!("cannot finish the delivered message: {e}")),
         }
     }
 
-    /// Delivers to one local mailbox and records it; returns why not.
-    fn deliver_one(&self, env: &QueueEnvelope, idx: usize, address: &str) -> Result<(), String> {
-        let body = self
-            .store
-            .open_body(&env.id)
-            .map_err(|e| format!("cannot read queue file: {e}"))?;
-        let prepared = maildir::prepare_owned(
-            self.store.mailbox_root(),
-            self.store.mailbox_owner(),
-            address,
-            &self.cfg.hostname,
-            &env.from,
-            body,
-        )
-        .map_err(|e| format!("maildir delivery to {address} failed: {e}"))?;
-        // The intent makes the rename below recognisable after a crash, so
-        // that a delivered-but-not-yet-recorded copy is never made twice.
-        self.store
-            .record_intent(&env.id, idx, prepared.name())
-            .map_err(|e| format!("cannot record delivery intent: {e}"))?;
-        let path = prepared
-            .commit()
-            .map_err(|e| format!("maildir delivery to {address} failed: {e}"))?;
-        self.record_done(env, idx, address, &file_name(&path), false)
-    }
-
-    /// Returns the recipients of `env` already delivered, first settling
-    /// every intent left by a crash: a Maildir file that reached `new/` (or
-    /// `cur/`) counts as delivered; a leftover in `tmp/` is removed.
-    fn reconcile(&self, env: &QueueEnvelope) -> io::Result<Vec<usize>> {
-        let mut done = self.store.delivered(&env.id)?;
-        for (idx, name) in self.store.intents(&env.id)? {
-            if done.binary_search(&idx).is_ok() {
-                continue;
-            }
-            let Some(Destination::Local(address)) = env.recipients.get(idx).map(|r| &r.destination)
-            else {
-                continue;
-            };
-            let root = self.store.mailbox_root();
-            if maildir::is_delivered(root, address, &name)? {
-                if self.record_done(env, idx, address, &name, true).is_ok() {
-                    if let Err(pos) = done.binary_search(&idx) {
-                        done.insert(pos, idx);
-                    }
-                }
-            } else {
-                maildir::remove_leftover(root, address, &name);
-            }
-        }
-        Ok(done)
-    }
-
-    /// Records recipient `idx` as done and logs the delivery.
-    fn record_done(
-        &self,
-        env: &QueueEnvelope,
-        idx: usize,
-        address: &str,
-        file: &str,
-        recovered: bool,
-    ) -> Result<(), String> {
-        let original = env
-            .recipients
-            .get(idx)
-            .map_or(address, |r| r.original.as_str());
-        // The intent naming this file is fsynced, so the done mark need not
-        // be: recovery re-records a lost one from the intent.
-        match self.store.mark_delivered_after_intent(&env.id, idx) {
-            Ok(()) => {
-                log::Line::new("deliver")
-                    .kv("id", &env.id)
-                    .kv("to", original)
-                    .kv("mailbox", address)
-                    .kv("file", file)
-                    .opt("recovered", recovered.then_some("yes"))
-                    .emit();
-                Ok(())
-            }
-            // The intent stays: the next try finds the file and records it.
-            Err(e) => Err(format!(
-                "delivered to {address} ({file}) but cannot record it yet: {e}"
-            )),
-        }
+    /// Logs a delivery (`recovered=yes`: a copy an earlier attempt or
+    /// run made, found in the Maildir).
+    fn log_delivered(&self, env: &QueueEnvelope, copy: &Copy, file: &str) {
+        let address = match env.recipients.get(copy.idx).map(|r| &r.destination) {
+            Some(Destination::Local(address)) => address.as_str(),
+            _ => "",
+        };
+        log::Line::new("deliver")
+            .kv("id", &env.id)
+            .kv("to", original(env, copy.idx))
+            .kv("mailbox", address)
+            .kv("file", file)
+            .opt("recovered", copy.recovered.then_some("yes"))
+            .emit();
     }
 
     fn failed(&mut self, id: &str, why: &str) {
@@ -751,6 +857,37 @@ impl Agent {
         entry.failures = entry.failures.saturating_add(1);
         entry.due = Some(Instant::now() + self.retry.delay(entry.failures));
     }
+}
+
+/// How many messages an agent takes into one batch at most.
+const BATCH: usize = 64;
+
+/// A message between the two halves of its attempt.
+struct Attempt {
+    env: QueueEnvelope,
+    /// Recipients its progress file lists.
+    recorded: Vec<usize>,
+    /// Maildir copies waiting for the fsync of their directory.
+    copies: Vec<Copy>,
+    /// Whether a local recipient must be tried again.
+    local_failed: bool,
+    /// Its remote recipients still open (as the client gave them).
+    remote: Vec<String>,
+    /// Whether local recipients went to LMTP.
+    lmtp: bool,
+}
+
+/// A Maildir copy of a message for recipient `idx`.
+struct Copy {
+    idx: usize,
+    path: PathBuf,
+    /// Found from an earlier attempt or run, not written now.
+    recovered: bool,
+}
+
+/// The forward-path of recipient `idx` as the client gave it.
+fn original(env: &QueueEnvelope, idx: usize) -> &str {
+    env.recipients.get(idx).map_or("", |r| r.original.as_str())
 }
 
 fn is_local(r: &hato_core::queue::QueuedRecipient) -> bool {
@@ -873,6 +1010,99 @@ mod tests {
         drop(handle);
         assert!(new_mail(&store, "example.org", "bob").is_empty());
         assert_eq!(new_mail(&store, "example.org", "carol").len(), 1);
+    }
+
+    #[test]
+    fn a_copy_that_reached_the_maildir_before_a_crash_is_not_made_again() {
+        let (_t, store, cfg) = setup("deliver-found");
+        let id = queue(
+            &store,
+            &[local("bob@example.org"), local("carol@example.org")],
+        );
+        // The crash: bob's copy was renamed into new/ (and new/ fsynced),
+        // but no line says so and the message was not removed.
+        let env = store.read_envelope(&id).unwrap();
+        let name = maildir::file_name(&id, 0, env.received.0, &cfg.hostname);
+        maildir::deliver(
+            store.mailbox_root(),
+            "bob@example.org",
+            &name,
+            "<>",
+            &b"x"[..],
+        )
+        .unwrap();
+        let store = Arc::new(Store::open(store.data_dir()).unwrap());
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        drop(handle);
+        let bob = new_mail(&store, "example.org", "bob");
+        assert_eq!(bob.len(), 1);
+        assert_eq!(file_name(&bob[0]), name);
+        assert_eq!(new_mail(&store, "example.org", "carol").len(), 1);
+    }
+
+    #[test]
+    fn an_intent_of_an_older_version_still_counts_after_an_upgrade() {
+        let (_t, store, cfg) = setup("deliver-upgrade");
+        let id = queue(
+            &store,
+            &[local("bob@example.org"), local("carol@example.org")],
+        );
+        // An older version recorded bob's intent and renamed his copy (a
+        // random name) into new/, then stopped before the done line.
+        let old = "1700000000.M1P2Q3.mail.example.org";
+        maildir::deliver(
+            store.mailbox_root(),
+            "bob@example.org",
+            old,
+            "<>",
+            &b"x"[..],
+        )
+        .unwrap();
+        let progress = store.queue_dir().join(format!("{id}.done"));
+        fs::write(&progress, format!("intent 0 {old}\n")).unwrap();
+        let store = Arc::new(Store::open(store.data_dir()).unwrap());
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        drop(handle);
+        let bob = new_mail(&store, "example.org", "bob");
+        assert_eq!(bob.len(), 1);
+        assert_eq!(file_name(&bob[0]), old);
+        assert_eq!(new_mail(&store, "example.org", "carol").len(), 1);
+    }
+
+    #[test]
+    fn a_recipient_marked_before_the_first_attempt_is_skipped() {
+        // Duplicate suppression marks a recipient done between the commit
+        // and the hand-over; the first attempt must see it.
+        let (_t, store, cfg) = setup("deliver-premarked");
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        let id = queue(
+            &store,
+            &[local("bob@example.org"), local("carol@example.org")],
+        );
+        assert!(store.has_no_progress(&id));
+        store.mark_delivered(&id, 0).unwrap();
+        handle.submit(id.clone());
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        handle.shutdown();
+        assert!(new_mail(&store, "example.org", "bob").is_empty());
+        assert_eq!(new_mail(&store, "example.org", "carol").len(), 1);
+    }
+
+    #[test]
+    fn a_message_delivered_in_one_go_leaves_no_progress_file() {
+        let (_t, store, cfg) = setup("deliver-no-progress");
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        let id = queue(&store, &[local("bob@example.org")]);
+        handle.submit(id.clone());
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        handle.shutdown();
+        assert!(!store.queue_dir().join(format!("{id}.done")).exists());
+        assert!(!store.has_no_progress(&id), "forgotten once removed");
+        let bob = new_mail(&store, "example.org", "bob");
+        assert_eq!(bob.len(), 1);
+        assert!(file_name(&bob[0]).contains(&format!(".{id}_0.")));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use hato_core::queue::{QueueEnvelope, QueuedRecipient};
 use hato_core::time::UnixTime;
 
 use crate::reports::{self, Failed};
-use crate::store::{maildir, Store};
+use crate::store::Store;
 
 /// The reason every failed recipient gets in the report of `queue bounce`.
 pub const ADMIN_REASON: &str = "deleted from the queue by the administrator";
@@ -86,25 +86,11 @@ pub fn bounce(store: &Store, cfg: &Config, id: &str, now: UnixTime) -> io::Resul
     Ok(outcome)
 }
 
-/// The recipients of `env` already delivered: those marked done, and
-/// those whose recorded intent reached the Maildir (a crash before the
-/// done mark, see `store::progress`).
+/// The recipients of `env` already finished: those its progress file
+/// lists, and those whose copy is in their Maildir (a crash before the
+/// line, or none needed, see `store::settle`).
 fn delivered(store: &Store, env: &QueueEnvelope) -> io::Result<Vec<usize>> {
-    let mut done = store.delivered(&env.id)?;
-    for (idx, name) in store.intents(&env.id)? {
-        let Some(Destination::Local(address)) = env.recipients.get(idx).map(|r| &r.destination)
-        else {
-            continue;
-        };
-        if done.binary_search(&idx).is_err()
-            && maildir::is_delivered(store.mailbox_root(), address, &name)?
-        {
-            if let Err(pos) = done.binary_search(&idx) {
-                done.insert(pos, idx);
-            }
-        }
-    }
-    Ok(done)
+    Ok(store.settle(env, None)?.finished())
 }
 
 /// Describes message `id` for `hato queue show`: the envelope, each

@@ -350,8 +350,9 @@ fn crash_round(
     }
     let files = data.delivered(ALICE).unwrap();
     // A `recovered=yes` line settles a copy that reached the Maildir just
-    // before the kill (its intent was recorded, its done mark was not): it
-    // must name a file that was there already, and adds none.
+    // before the kill (renamed into new/, not yet recorded nor the message
+    // removed; found by its name): it must name a file that was there
+    // already, and adds none.
     let (recovered_lines, fresh): (Vec<String>, Vec<String>) = second
         .events("deliver")
         .into_iter()

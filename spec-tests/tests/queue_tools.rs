@@ -76,7 +76,7 @@ fn send(server: &Server, to: &[&str], subject: &str) -> String {
 }
 
 /// The messages in `queue/`: its files less the progress files
-/// (`<id>.done`, created with each message).
+/// (`<id>.done`, created by a message's first recorded outcome).
 fn queued_messages(data: &DataDir) -> Vec<String> {
     let mut files = data.queue_files().unwrap();
     files.retain(|f| !f.ends_with(".done"));

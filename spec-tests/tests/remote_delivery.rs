@@ -88,11 +88,11 @@ print("subject", email.message_from_bytes(parts[2].get_payload(decode=True))["Su
 "#;
 
 fn read_dsn(bytes: &[u8]) -> String {
-    let path = std::env::temp_dir().join(format!(
-        "hato-remote-dsn-{}-{}.eml",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ));
+    // One file per call: tests run in parallel in this process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path =
+        std::env::temp_dir().join(format!("hato-remote-dsn-{}-{call}.eml", std::process::id(),));
     std::fs::write(&path, bytes).unwrap();
     let out = run_python(DSN_SCRIPT, &[path.to_str().unwrap()], WAIT).unwrap();
     let _ = std::fs::remove_file(&path);

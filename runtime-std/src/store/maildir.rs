@@ -1,5 +1,5 @@
 //! Final delivery into a Maildir (<https://cr.yp.to/proto/maildir.html>):
-//! write `tmp/<unique>`, fsync, rename into `new/`, fsync `new/`. The
+//! write `tmp/<name>`, fsync, rename into `new/`, fsync `new/`. The
 //! mailbox of `local@domain` is `mailboxes/<domain>/<local>/`, which is
 //! where Dovecot finds it with `mail_location = maildir:.../%d/%n`.
 //!
@@ -9,23 +9,35 @@
 //! reader expects (the server refuses bare CR and LF, so the spooled
 //! message has CRLF only).
 //!
-//! Unique names, as the Maildir specification recommends:
-//! `<secs>.M<usecs>P<pid>Q<n>.<host>`, where `n` counts deliveries in this
-//! process and `/` and `:` in the host name are written `\057` and `\072`.
+//! File names come from the queue, not from the moment of delivery:
+//! `<received>.<id>_<n>.<host>` for recipient `n` (its position in the
+//! envelope, from 0) of queued message `<id>`, received at `<received>`
+//! (Unix seconds), with `/` and `:` in the host name written `\057` and
+//! `\072`. The queue id is unique across processes and restarts, so the
+//! name is unique as the Maildir specification asks; and since it can be
+//! computed again from the queue file, recovery after a crash learns
+//! whether a recipient got its copy by looking for the name in `new/` and
+//! `cur/` ([`find_delivered`]; a reader that moved the file to `cur/`
+//! appends `:2,FLAGS`, Dovecot also `,S=<size>`: the match is on the
+//! unique part `<received>.<id>_<n>.`). A `tmp/` file of that name left by
+//! a delivery cut short is replaced.
+//!
+//! [`Writer`] does the steps separately, so that local delivery can
+//! rename a batch of messages into their Maildirs and then fsync each
+//! `new/` once for all of them ([`sync_new`]). It remembers the Maildirs it
+//! has made sure of, so it checks a mailbox's directories once, not for
+//! every message; should one vanish (a mailbox removed by hand), the
+//! `ENOENT` of the next delivery makes it create them again.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hato_core::directory::validate_mailbox_name;
 
 use super::fsutil;
 use super::owner::Owner;
-
-/// Deliveries made by this process, for unique file names.
-static DELIVERIES: AtomicU64 = AtomicU64::new(0);
 
 /// Returns the Maildir of `address` under `mailbox_root`, after checking
 /// that the address is a safe mailbox name (nothing else ever becomes a path).
@@ -42,156 +54,263 @@ pub fn mailbox_dir(mailbox_root: &Path, address: &str) -> io::Result<PathBuf> {
     Ok(mailbox_root.join(domain).join(local))
 }
 
-/// Delivers `message` into the Maildir of `address` in one go:
-/// [`prepare`], then [`Prepared::commit`]. Returns the path in `new/`.
-///
-/// # Errors
-/// Any file-system error; nothing is left in `new/` then.
-pub fn deliver(
-    mailbox_root: &Path,
-    address: &str,
-    hostname: &str,
-    from: &str,
-    message: impl Read,
-) -> io::Result<PathBuf> {
-    prepare(mailbox_root, address, hostname, from, message)?.commit()
+/// The unique part of the file name of recipient `idx` of queued message
+/// `queue_id`, received at `received` (Unix seconds), with its final dot:
+/// `<received>.<id>_<idx>.` (see the module docs).
+pub fn unique_part(queue_id: &str, idx: usize, received: u64) -> String {
+    format!("{received}.{queue_id}_{idx}.")
+}
+
+/// The Maildir file name of recipient `idx` of queued message `queue_id`
+/// (see the module docs).
+pub fn file_name(queue_id: &str, idx: usize, received: u64, hostname: &str) -> String {
+    let host = hostname.replace('/', "\\057").replace(':', "\\072");
+    format!("{}{host}", unique_part(queue_id, idx, received))
+}
+
+/// Writes messages into Maildirs: the mailbox root, the owner given to
+/// what it creates (`delivery.mailbox_owner`), and the Maildirs it has made
+/// sure of. One per delivery agent.
+#[derive(Debug)]
+pub struct Writer {
+    root: PathBuf,
+    owner: Option<Owner>,
+    /// Maildirs whose `tmp`, `new` and `cur` this writer created or found.
+    known: HashSet<PathBuf>,
 }
 
 /// A message written and fsynced in `tmp/`, not yet visible to readers.
-/// Dropped without [`Prepared::commit`], its file is removed.
+/// Dropped without [`Writer::publish`], its file is removed.
 #[derive(Debug)]
 #[must_use]
 pub struct Prepared {
     name: String,
     dir: PathBuf,
-    committed: bool,
+    published: bool,
 }
 
 impl Prepared {
-    /// Returns the unique file name, the same in `tmp/` and `new/`.
+    /// Returns the file name, the same in `tmp/` and `new/`.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Moves the file into `new/` and fsyncs `new/`: from here on the
-    /// message is delivered. Returns its path.
-    ///
-    /// # Errors
-    /// The rename or the sync failed; the file is removed from `tmp/`.
-    pub fn commit(mut self) -> io::Result<PathBuf> {
-        let new = self.dir.join("new");
-        let new_path = new.join(&self.name);
-        fs::rename(self.dir.join("tmp").join(&self.name), &new_path)?;
-        self.committed = true;
-        fsutil::sync_dir(&new)?;
-        Ok(new_path)
     }
 }
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.published {
             let _ = fs::remove_file(self.dir.join("tmp").join(&self.name));
         }
     }
 }
 
-/// Writes `message` into `tmp/<unique>` of the Maildir of `address` with
-/// `Return-Path: <from>` and `Delivered-To: <address>` prepended (RFC 5321
-/// §4.4), CRLF turned into LF, and fsyncs it.
+impl Writer {
+    /// A writer for the Maildirs under `root`, creating what is missing
+    /// for `owner` when given (directories 0700, files 0600).
+    pub fn new(root: &Path, owner: Option<Owner>) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            owner,
+            known: HashSet::new(),
+        }
+    }
+
+    /// Writes `message` into `tmp/<name>` of the Maildir of `address`
+    /// with `Return-Path: <from>` and `Delivered-To: <address>` prepended
+    /// (RFC 5321 §4.4), CRLF turned into LF, and fsyncs it. A file of that
+    /// name already in `tmp/` (a delivery cut short) is replaced.
+    ///
+    /// # Errors
+    /// An invalid mailbox or file name, a control character in `from`, or
+    /// any file-system error (the `tmp/` file is removed then).
+    pub fn prepare(
+        &mut self,
+        address: &str,
+        name: &str,
+        from: &str,
+        mut message: impl Read,
+    ) -> io::Result<Prepared> {
+        check_name(name)?;
+        let dir = mailbox_dir(&self.root, address)?;
+        if from.chars().any(char::is_control) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "control character in sender",
+            ));
+        }
+        if !self.known.contains(&dir) {
+            self.ensure(&dir)?;
+        }
+        let path = dir.join("tmp").join(name);
+        let file = match create_replacing(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.ensure(&dir)?;
+                create_replacing(&path)?
+            }
+            other => other?,
+        };
+        let prepared = Prepared {
+            name: name.to_owned(),
+            dir,
+            published: false,
+        };
+        if let Some(owner) = self.owner {
+            owner.apply_file(&file)?;
+        }
+        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        let from = if from.starts_with('<') {
+            from.to_owned()
+        } else {
+            format!("<{from}>")
+        };
+        write!(
+            out,
+            "Return-Path: {from}\nDelivered-To: {}\n",
+            address.to_ascii_lowercase()
+        )?;
+        copy_crlf_to_lf(&mut message, &mut out)?;
+        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        // A new file: fdatasync writes its data and the size needed to
+        // read it back, which is all the rename needs to find on disk.
+        file.sync_data()?;
+        Ok(prepared)
+    }
+
+    /// Renames a prepared file into `new/`, without fsyncing `new/`: the
+    /// message is delivered once [`sync_new`] of the returned directory has
+    /// succeeded. Returns that `new/` directory.
+    ///
+    /// # Errors
+    /// The rename failed; the file is removed from `tmp/`.
+    pub fn publish(&mut self, mut prepared: Prepared) -> io::Result<PathBuf> {
+        let new = prepared.dir.join("new");
+        let from = prepared.dir.join("tmp").join(&prepared.name);
+        let to = new.join(&prepared.name);
+        match fs::rename(&from, &to) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && from.exists() => {
+                // new/ went away: make it again.
+                self.ensure(&prepared.dir)?;
+                fs::rename(&from, &to)?;
+            }
+            other => other?,
+        }
+        prepared.published = true;
+        Ok(new)
+    }
+
+    /// Creates the Maildir `dir` (and its domain directory) when missing,
+    /// and remembers it.
+    fn ensure(&mut self, dir: &Path) -> io::Result<()> {
+        self.known.remove(dir);
+        create_maildir(dir, self.owner)?;
+        self.known.insert(dir.to_path_buf());
+        Ok(())
+    }
+}
+
+/// Fsyncs a Maildir's `new/` (as [`Writer::publish`] returns it), making
+/// every rename into it durable.
 ///
 /// # Errors
-/// An invalid mailbox name, a control character in `from`, or any
-/// file-system error (the `tmp/` file is removed then).
-pub fn prepare(
+/// The directory cannot be opened or synced.
+pub fn sync_new(new: &Path) -> io::Result<()> {
+    fsutil::sync_dir(new)
+}
+
+/// Delivers `message` into the Maildir of `address` under `mailbox_root`
+/// as file `name` in one go: prepare, publish, fsync `new/`. Returns the
+/// path in `new/`.
+///
+/// # Errors
+/// Any file-system error; nothing is left in `tmp/` then.
+pub fn deliver(
     mailbox_root: &Path,
     address: &str,
-    hostname: &str,
+    name: &str,
     from: &str,
     message: impl Read,
-) -> io::Result<Prepared> {
-    prepare_owned(mailbox_root, None, address, hostname, from, message)
+) -> io::Result<PathBuf> {
+    let mut writer = Writer::new(mailbox_root, None);
+    let prepared = writer.prepare(address, name, from, message)?;
+    let new = writer.publish(prepared)?;
+    sync_new(&new)?;
+    Ok(new.join(name))
 }
 
-/// Like [`prepare`], and when `owner` is given, the Maildir directories
-/// it creates (domain, mailbox, `tmp`, `new`, `cur`; 0700) and the file
-/// (0600) are given to that uid and gid (`delivery.mailbox_owner`).
+/// Looks for the copy of recipient `idx` of queued message `queue_id`
+/// (received at `received`) in the Maildir of `address`: `name`, when
+/// given, in `new/` first; then any file in `cur/` or `new/` whose name
+/// starts with the [`unique_part`] (a reader moved it, or the host name
+/// changed). Returns the path found. Used after a crash or a failed
+/// attempt, never for a message's first delivery.
 ///
 /// # Errors
-/// As [`prepare`], and a failed chown.
-pub fn prepare_owned(
+/// A directory of the mailbox cannot be read.
+pub fn find_delivered(
     mailbox_root: &Path,
-    owner: Option<Owner>,
     address: &str,
-    hostname: &str,
-    from: &str,
-    mut message: impl Read,
-) -> io::Result<Prepared> {
+    unique: &str,
+    name: Option<&str>,
+) -> io::Result<Option<PathBuf>> {
     let dir = mailbox_dir(mailbox_root, address)?;
-    if from.chars().any(char::is_control) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "control character in sender",
-        ));
+    if let Some(name) = name {
+        check_name(name)?;
+        let path = dir.join("new").join(name);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => return Ok(Some(path)),
+            Err(e) if missing(&e) => {}
+            Err(e) => return Err(e),
+        }
     }
-    create_maildir(&dir, owner)?;
-    let (name, file) = create_unique(&dir.join("tmp"), hostname)?;
-    let prepared = Prepared {
-        name,
-        dir,
-        committed: false,
-    };
-    if let Some(owner) = owner {
-        owner.apply_file(&file)?;
-    }
-    let mut out = BufWriter::with_capacity(64 * 1024, file);
-    let from = if from.starts_with('<') {
-        from.to_owned()
-    } else {
-        format!("<{from}>")
-    };
-    write!(
-        out,
-        "Return-Path: {from}\nDelivered-To: {}\n",
-        address.to_ascii_lowercase()
-    )?;
-    copy_crlf_to_lf(&mut message, &mut out)?;
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.sync_all()?;
-    Ok(prepared)
+    find_in(&dir, |file| file.starts_with(unique))
 }
 
-/// Tells whether the message named `name` reached the Maildir of
-/// `address`: it is in `new/`, or a reader moved it to `cur/` (where it may
-/// carry `:2,FLAGS`). Used after a crash to learn whether a delivery whose
-/// intent was recorded got as far as `new/`.
+/// Looks for the file `name` in the Maildir of `address`: in `new/`, or
+/// in `cur/`, where a reader moved it (adding `:2,FLAGS`). For the
+/// `intent` lines of progress files written by older versions, which
+/// named random files. Returns the path found.
 ///
 /// # Errors
 /// The mailbox directory cannot be read.
-pub fn is_delivered(mailbox_root: &Path, address: &str, name: &str) -> io::Result<bool> {
+pub fn find_named(mailbox_root: &Path, address: &str, name: &str) -> io::Result<Option<PathBuf>> {
     check_name(name)?;
     let dir = mailbox_dir(mailbox_root, address)?;
-    if dir.join("new").join(name).exists() {
-        return Ok(true);
+    let path = dir.join("new").join(name);
+    if path.exists() {
+        return Ok(Some(path));
     }
-    let cur = match fs::read_dir(dir.join("cur")) {
-        Ok(cur) => cur,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    for entry in cur {
-        let entry = entry?;
-        let file = entry.file_name();
-        let file = file.to_string_lossy();
-        if file == name
-            || file
-                .strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(':'))
-        {
-            return Ok(true);
+    find_in(&dir, |file| {
+        file.strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', ',']))
+    })
+}
+
+/// Whether `e` says a Maildir (or a directory on the way) is not there:
+/// then it holds no copy either.
+fn missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// Returns the first file in `cur/` or `new/` of the Maildir `dir` whose
+/// name passes `matches`.
+fn find_in(dir: &Path, matches: impl Fn(&str) -> bool) -> io::Result<Option<PathBuf>> {
+    for sub in ["cur", "new"] {
+        let entries = match fs::read_dir(dir.join(sub)) {
+            Ok(entries) => entries,
+            Err(e) if missing(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if matches(&entry.file_name().to_string_lossy()) {
+                return Ok(Some(entry.path()));
+            }
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Removes `tmp/<name>` left by a delivery cut off by a crash.
@@ -204,9 +323,8 @@ pub fn remove_leftover(mailbox_root: &Path, address: &str, name: &str) {
     }
 }
 
-/// Checks that a file name read back from disk is a plain name (it comes
-/// from the progress file, so it is data: never let it climb out of the
-/// Maildir).
+/// Checks that a file name is a plain name (names also come from progress
+/// files, so they are data: never let one climb out of the Maildir).
 fn check_name(name: &str) -> io::Result<()> {
     let plain = !name.is_empty()
         && name != "."
@@ -220,6 +338,20 @@ fn check_name(name: &str) -> io::Result<()> {
             io::ErrorKind::InvalidData,
             "not a Maildir file name",
         ))
+    }
+}
+
+/// Creates `path` (0600) as a new file; one already there (left by a
+/// delivery cut short) is unlinked first, never opened: the name is
+/// predictable, and whoever owns the Maildir must not be able to make hato
+/// write through a link they planted.
+fn create_replacing(path: &Path) -> io::Result<File> {
+    match fsutil::create_private_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fsutil::remove_if_exists(path)?;
+            fsutil::create_private_file(path)
+        }
+        other => other,
     }
 }
 
@@ -243,34 +375,6 @@ fn create_maildir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Creates `tmp/<unique>` (0600), trying a few names should one exist.
-fn create_unique(tmp: &Path, hostname: &str) -> io::Result<(String, File)> {
-    let host = hostname.replace('/', "\\057").replace(':', "\\072");
-    let mut last = None;
-    for _ in 0..8 {
-        let name = unique_name(&host);
-        match fsutil::create_private_file(&tmp.join(&name)) {
-            Ok(f) => return Ok((name, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::other("no unique Maildir name")))
-}
-
-fn unique_name(host: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let n = DELIVERIES.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{}.M{}P{}Q{n}.{host}",
-        now.as_secs(),
-        now.subsec_micros(),
-        std::process::id()
-    )
 }
 
 /// Copies `input` to `out`, turning each CRLF into LF. A CR that is not
@@ -306,8 +410,6 @@ fn copy_crlf_to_lf(input: &mut impl Read, out: &mut impl Write) -> io::Result<()
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use super::super::testdir::TestDir;
     use super::*;
 
@@ -318,7 +420,7 @@ mod tests {
         let path = deliver(
             t.path(),
             "Bob@Example.org",
-            "mail.example.org",
+            "1.A_0.mail.example.org",
             "<alice@example.net>",
             &msg[..],
         )
@@ -362,17 +464,11 @@ mod tests {
             uid: 65534,
             gid: 65534,
         };
-        let path = prepare_owned(
-            t.path(),
-            Some(nobody),
-            "bob@example.org",
-            "h",
-            "<>",
-            &b"x\r\n"[..],
-        )
-        .unwrap()
-        .commit()
-        .unwrap();
+        let mut writer = Writer::new(t.path(), Some(nobody));
+        let prepared = writer
+            .prepare("bob@example.org", "1.A_0.h", "<>", &b"x\r\n"[..])
+            .unwrap();
+        let path = writer.publish(prepared).unwrap().join("1.A_0.h");
         let box_dir = t.path().join("example.org/bob");
         for (p, mode) in [
             (path.clone(), 0o600),
@@ -387,31 +483,31 @@ mod tests {
             assert_eq!(m.permissions().mode() & 0o777, mode, "{}", p.display());
         }
         // Without an owner, hato's own uid keeps what it creates.
-        let mine = deliver(t.path(), "carol@example.org", "h", "<>", &b"x"[..]).unwrap();
+        let mine = deliver(t.path(), "carol@example.org", "1.A_0.h", "<>", &b"x"[..]).unwrap();
         assert_eq!(fs::metadata(mine).unwrap().uid(), 0);
         // A second delivery into the existing Maildir is given away too.
-        let again = prepare_owned(
-            t.path(),
-            Some(nobody),
-            "bob@example.org",
-            "h",
-            "<>",
-            &b"y"[..],
-        )
-        .unwrap()
-        .commit()
-        .unwrap();
+        let prepared = Writer::new(t.path(), Some(nobody))
+            .prepare("bob@example.org", "1.A_1.h", "<>", &b"y"[..])
+            .unwrap();
+        let again = writer.publish(prepared).unwrap().join("1.A_1.h");
         assert_eq!(fs::metadata(again).unwrap().uid(), 65534);
     }
 
     #[test]
     fn null_sender_and_bare_addresses_get_brackets() {
         let t = TestDir::new("maildir-null");
-        let p = deliver(t.path(), "bob@example.org", "h", "<>", &b"x\r\n"[..]).unwrap();
+        let p = deliver(t.path(), "bob@example.org", "1.A_0.h", "<>", &b"x\r\n"[..]).unwrap();
         assert!(fs::read_to_string(p)
             .unwrap()
             .starts_with("Return-Path: <>\n"));
-        let p = deliver(t.path(), "bob@example.org", "h", "a@b.example", &b"x"[..]).unwrap();
+        let p = deliver(
+            t.path(),
+            "bob@example.org",
+            "1.A_1.h",
+            "a@b.example",
+            &b"x"[..],
+        )
+        .unwrap();
         assert!(fs::read_to_string(p)
             .unwrap()
             .starts_with("Return-Path: <a@b.example>\n"));
@@ -437,25 +533,79 @@ mod tests {
     }
 
     #[test]
-    fn unique_names_follow_the_maildir_convention() {
+    fn names_come_from_the_queue_and_are_found_again() {
         let t = TestDir::new("maildir-names");
-        let names: HashSet<_> = (0..200)
-            .map(|_| {
-                let p = deliver(t.path(), "bob@example.org", "mail/x:y", "<>", &b"x"[..]).unwrap();
-                p.file_name().unwrap().to_string_lossy().into_owned()
-            })
-            .collect();
-        assert_eq!(names.len(), 200);
+        let name = file_name("1J0VVKUU6VM00R0N", 3, 1_795_500_900, "mail/x:y");
+        assert_eq!(name, "1795500900.1J0VVKUU6VM00R0N_3.mail\\057x\\072y");
+        let unique = unique_part("1J0VVKUU6VM00R0N", 3, 1_795_500_900);
+        assert!(name.starts_with(&unique));
+        let find = |name| find_delivered(t.path(), "bob@example.org", &unique, name).unwrap();
+        assert_eq!(find(Some(name.as_str())), None);
+        let path = deliver(t.path(), "bob@example.org", &name, "<>", &b"x"[..]).unwrap();
+        assert_eq!(find(Some(name.as_str())), Some(path.clone()));
+        assert_eq!(find(None), Some(path));
+        // Another recipient of the same message is another name.
+        let other = unique_part("1J0VVKUU6VM00R0N", 31, 1_795_500_900);
+        let found = find_delivered(t.path(), "bob@example.org", &other, None).unwrap();
+        assert_eq!(found, None);
+        // A reader moved it to cur/ with flags and a size (Dovecot), and
+        // the host name changed since: still found, by its unique part.
+        let box_dir = t.path().join("example.org/bob");
+        let moved = format!("{name},S=42:2,S");
+        fs::rename(
+            box_dir.join("new").join(&name),
+            box_dir.join("cur").join(&moved),
+        )
+        .unwrap();
+        let renamed_host = file_name("1J0VVKUU6VM00R0N", 3, 1_795_500_900, "other");
+        let moved = box_dir.join("cur").join(moved);
+        assert_eq!(find(Some(renamed_host.as_str())), Some(moved.clone()));
+        assert_eq!(find(None), Some(moved));
+    }
+
+    #[test]
+    fn a_stale_tmp_file_of_the_same_name_is_replaced() {
+        let t = TestDir::new("maildir-stale");
+        let name = file_name("0ABC", 0, 7, "h");
+        let tmp = t.path().join("example.org/bob/tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(tmp.join(&name), b"half of an earlier try").unwrap();
+        #[cfg(unix)]
+        {
+            // A link planted under the next name is replaced, not followed.
+            let victim = t.path().join("victim");
+            fs::write(&victim, b"keep me").unwrap();
+            let next = file_name("0ABC", 1, 7, "h");
+            std::os::unix::fs::symlink(&victim, tmp.join(&next)).unwrap();
+            deliver(t.path(), "bob@example.org", &next, "<>", &b"y\r\n"[..]).unwrap();
+            assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+        }
+        let path = deliver(t.path(), "bob@example.org", &name, "<>", &b"x\r\n"[..]).unwrap();
         assert_eq!(
-            fs::read_dir(t.path().join("example.org/bob/new"))
-                .unwrap()
-                .count(),
-            200
+            fs::read_to_string(path).unwrap(),
+            "Return-Path: <>\nDelivered-To: bob@example.org\nx\n"
         );
-        let name = names.iter().next().unwrap();
-        let pid = format!("P{}Q", std::process::id());
-        assert!(name.contains(".M") && name.contains(&pid), "{name}");
-        assert!(name.ends_with(".mail\\057x\\072y"), "{name}");
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_removed_maildir_is_created_again() {
+        let t = TestDir::new("maildir-gone");
+        let mut writer = Writer::new(t.path(), None);
+        let first = writer
+            .prepare("bob@example.org", "1.A_0.h", "<>", &b"x"[..])
+            .unwrap();
+        let new = writer.publish(first).unwrap();
+        sync_new(&new).unwrap();
+        fs::remove_dir_all(t.path().join("example.org/bob")).unwrap();
+        let second = writer
+            .prepare("bob@example.org", "1.B_0.h", "<>", &b"y"[..])
+            .unwrap();
+        // new/ alone goes missing between the write and the rename.
+        fs::remove_dir(t.path().join("example.org/bob/new")).unwrap();
+        let new = writer.publish(second).unwrap();
+        assert!(new.join("1.B_0.h").is_file());
+        assert!(t.path().join("example.org/bob/cur").is_dir());
     }
 
     #[test]
@@ -470,10 +620,16 @@ mod tests {
             "nobody",
             ".x@example.org",
         ] {
-            let err = deliver(&root, bad, "h", "<>", &b"x"[..]).unwrap_err();
+            let err = deliver(&root, bad, "1.A_0.h", "<>", &b"x"[..]).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}");
         }
         assert!(!root.exists());
-        assert!(deliver(&root, "bob@example.org", "h", "<a\r\nb>", &b"x"[..]).is_err());
+        assert!(deliver(&root, "bob@example.org", "1.A_0.h", "<a\r\nb>", &b"x"[..]).is_err());
+        for bad in ["", "..", "a/b", "../../x"] {
+            assert!(
+                deliver(&root, "bob@example.org", bad, "<>", &b"x"[..]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -5,10 +5,12 @@
 //!   queue/<ID>            one queued message: envelope header + body
 //!                         (format: `hato_core::queue`), complete and fsynced
 //!   queue/<ID>.done       delivery progress: indexes of finished recipients
-//!                         (created empty with the message, see `spool`)
+//!                         (created by its first line, see `progress`; most
+//!                         messages never have one)
 //!   queue/incoming/<ID>   a message being received; renamed into queue/
 //!                         only once complete and fsynced
-//!   mailboxes/<domain>/<local>/{tmp,new,cur}   Maildir
+//!   mailboxes/<domain>/<local>/{tmp,new,cur}   Maildir; files named after
+//!                         the queue id and recipient (see `maildir`)
 //!   users                 mailboxes and password hashes (passwd-file)
 //!   state/policy          rate, penalty, trap-block, greylisting and
 //!                         duplicate records (see `policy`)
@@ -29,6 +31,7 @@ pub mod owner;
 mod policy;
 mod progress;
 mod queue;
+mod settle;
 mod spool;
 pub mod users;
 mod users_cache;
@@ -39,7 +42,7 @@ pub(crate) mod testdir;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hato_core::queue::is_valid_queue_id;
 
@@ -48,8 +51,9 @@ use group_sync::GroupSync;
 
 pub(crate) use fsutil::remove_if_exists as remove_file_if_exists;
 pub use policy::POLICY_FILE;
-pub use progress::RecordedFailure;
-pub use queue::{QueueSummary, RecipientState};
+pub use progress::{Progress, RecordedFailure};
+pub use queue::{Body, QueueSummary, RecipientState};
+pub use settle::Settled;
 pub use spool::SpoolWriter;
 pub use users_cache::UsersCache;
 
@@ -65,6 +69,9 @@ pub struct Store {
     owner: Option<owner::Owner>,
     /// The shared fsync barrier of `queue/` (see `group_sync`).
     queue_sync: Arc<GroupSync>,
+    /// Messages known to have no progress file, or one whose name may not
+    /// be durable yet (see `progress`).
+    progress_known: Arc<Mutex<progress::Known>>,
 }
 
 impl Store {
@@ -72,7 +79,14 @@ impl Store {
     /// `queue/incoming/`, `mailboxes/` and `state/` (0700) when missing,
     /// then removes what a crash left behind: messages in `queue/incoming/`
     /// that were never answered with 250, and progress files whose message
-    /// is gone. Each removal is logged.
+    /// is gone. Each removal is logged. Finally it fsyncs `queue/`, so the
+    /// names of progress files that the previous run created without an
+    /// fsync of `queue/` (lazy lines, see `progress`) are durable before
+    /// anything relies on them.
+    ///
+    /// Messages found in `queue/` are left to delivery, which settles each
+    /// one before delivering it: the recipients recorded in its progress
+    /// file, and those whose Maildir file is there already (see `settle`).
     ///
     /// Only the server calls this, once, before it accepts connections;
     /// commands that run beside a live server use [`Store::attach`].
@@ -104,6 +118,7 @@ impl Store {
             mailboxes: data_dir.join("mailboxes"),
             state: data_dir.join("state"),
             owner: None,
+            progress_known: Arc::default(),
         };
         for dir in [&store.incoming, &store.mailboxes, &store.state] {
             fsutil::create_private_dir_all(dir)?;
@@ -231,7 +246,7 @@ impl Store {
                     .emit();
             }
         }
-        Ok(())
+        fsutil::sync_dir(&self.queue)
     }
 }
 

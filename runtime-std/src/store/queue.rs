@@ -3,7 +3,7 @@
 //! `hato queue list`.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Chain, Cursor, Read};
 
 use hato_core::policy::Destination;
 use hato_core::queue::{header_len, is_valid_queue_id, QueueEnvelope};
@@ -14,6 +14,14 @@ use crate::log;
 
 /// The largest header read: 1 MiB holds thousands of recipients.
 const MAX_HEADER: usize = 1 << 20;
+/// How much is read at a time while looking for the end of the header:
+/// enough for the whole of a typical message, whose body then needs no
+/// read (and no seek) of its own.
+const HEADER_CHUNK: usize = 16 * 1024;
+
+/// The body of a queued message: the bytes read with its header, then
+/// the rest of the file.
+pub type Body = BufReader<Chain<Cursor<Vec<u8>>, File>>;
 
 /// One queued message, for `hato queue list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,15 +100,17 @@ impl Store {
         self.open_message(id).map(|(_, body)| body)
     }
 
-    /// Opens a queued message: its envelope, and its body positioned after
-    /// the header (buffered).
+    /// Opens a queued message: its envelope, and its body (buffered),
+    /// which starts with what was read past the header: no seek, and for
+    /// a message of a few KB no further read but the one that finds its end.
     ///
     /// # Errors
     /// As [`Store::read_envelope`].
-    pub fn open_message(&self, id: &str) -> io::Result<(QueueEnvelope, BufReader<File>)> {
-        let (env, mut file, offset) = self.open_checked(id)?;
-        file.seek(SeekFrom::Start(offset))?;
-        Ok((env, BufReader::with_capacity(64 * 1024, file)))
+    pub fn open_message(&self, id: &str) -> io::Result<(QueueEnvelope, Body)> {
+        let (env, file, offset, read) = self.open_checked(id)?;
+        let mut start = Cursor::new(read);
+        start.set_position(offset);
+        Ok((env, BufReader::with_capacity(64 * 1024, start.chain(file))))
     }
 
     /// Returns the size of a queued message (its body, without the
@@ -109,26 +119,28 @@ impl Store {
     /// # Errors
     /// As [`Store::read_envelope`].
     pub fn body_len(&self, id: &str) -> io::Result<u64> {
-        let (_, file, offset) = self.open_checked(id)?;
+        let (_, file, offset, _) = self.open_checked(id)?;
         Ok(file.metadata()?.len().saturating_sub(offset))
     }
 
     /// Opens `queue/<id>` and reads its header, which must name `id`;
-    /// returns the envelope, the file and the body offset.
-    fn open_checked(&self, id: &str) -> io::Result<(QueueEnvelope, File, u64)> {
+    /// returns the envelope, the file, the body offset and the bytes read
+    /// from the start of the file (the header and maybe more).
+    fn open_checked(&self, id: &str) -> io::Result<(QueueEnvelope, File, u64, Vec<u8>)> {
         let mut file = File::open(self.queue_path(id)?)?;
-        let (env, offset) = read_header(&mut file)?;
+        let (env, offset, read) = read_header(&mut file)?;
         if env.id != id {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("queue file {id} holds the envelope of {}", env.id),
             ));
         }
-        Ok((env, file, offset))
+        Ok((env, file, offset, read))
     }
 
-    /// Removes a message from the queue, then its progress file. A message
-    /// already gone is not an error.
+    /// Removes a message from the queue, then its progress file, if it has
+    /// one (most have none: nothing to do then). A message already gone is
+    /// not an error.
     ///
     /// The progress file may go only once the removal of the message is
     /// durable: should a crash undo the removal but not that of the
@@ -151,6 +163,9 @@ impl Store {
     /// cannot be synced or the progress file removed.
     pub fn remove(&self, id: &str) -> io::Result<()> {
         fsutil::remove_if_exists(&self.queue_path(id)?)?;
+        if self.forget_progress(id) {
+            return Ok(()); // it never had a progress file
+        }
         let progress = self.queue.join(format!("{id}{}", progress::SUFFIX));
         self.queue_sync.remove_after_sync(progress)
     }
@@ -176,7 +191,7 @@ impl Store {
     }
 
     fn summary(&self, id: &str) -> io::Result<QueueSummary> {
-        let (env, file, offset) = self.open_checked(id)?;
+        let (env, file, offset, _) = self.open_checked(id)?;
         let size = file.metadata()?.len().saturating_sub(offset);
         let done = self.delivered(id)?;
         let failed = self.failures(id)?;
@@ -204,15 +219,23 @@ impl Store {
     }
 }
 
-/// Reads and decodes the header at the start of `file`; returns the
-/// envelope and the body offset. Reads only as much as the header needs.
-fn read_header(file: &mut File) -> io::Result<(QueueEnvelope, u64)> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+/// Reads and decodes the header at the start of `file`, in chunks of
+/// [`HEADER_CHUNK`] until it is complete; returns the envelope, the body
+/// offset and every byte read.
+fn read_header(file: &mut File) -> io::Result<(QueueEnvelope, u64, Vec<u8>)> {
+    let mut buf = Vec::new();
     loop {
-        let n = file.read(&mut chunk)?;
-        let searched_from = buf.len().saturating_sub(1);
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        let len = buf.len();
+        let searched_from = len.saturating_sub(1);
+        buf.resize(len + HEADER_CHUNK, 0);
+        let read = loop {
+            match file.read(buf.get_mut(len..).unwrap_or_default()) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        let n = read?;
+        buf.truncate(len + n);
         let complete = buf.get(searched_from..).and_then(header_len).is_some();
         if complete || n == 0 || buf.len() > MAX_HEADER {
             break;
@@ -220,7 +243,7 @@ fn read_header(file: &mut File) -> io::Result<(QueueEnvelope, u64)> {
     }
     let (env, offset) =
         QueueEnvelope::decode(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Ok((env, offset as u64))
+    Ok((env, offset as u64, buf))
 }
 
 #[cfg(test)]

@@ -1,25 +1,30 @@
 //! Receiving a message into the queue: the envelope header and the body
-//! go to `queue/incoming/<id>`; [`SpoolWriter::commit`] fsyncs the file,
-//! creates its empty progress file `queue/<id>.done`, renames the message
-//! to `queue/<id>` and waits for an fsync of `queue/` that covers both
-//! (group commit: sessions finishing DATA together share that fsync, see
-//! `group_sync`). A message is in the queue exactly when it is in
-//! `queue/`, and only then may the server answer 250 (RFC 5321 §6.1: once
-//! it has said 250, the server owns the message). A writer dropped without
-//! commit removes its file.
+//! go to `queue/incoming/<id>`; [`SpoolWriter::commit`] fdatasyncs the
+//! file, renames it to `queue/<id>` and waits for an fsync of `queue/`
+//! that covers the rename (group commit: sessions finishing DATA together
+//! share that fsync, see `group_sync`). A message is in the queue exactly
+//! when it is in `queue/`, and only then may the server answer 250 (RFC
+//! 5321 §6.1: once it has said 250, the server owns the message). A writer
+//! dropped without commit removes its file.
 //!
-//! Creating the progress file here, under the same directory fsync as the
-//! rename, spares local delivery a second fsync of `queue/` per message:
-//! its first intent line only appends to a file whose name is durable
-//! already. A crash between the creation and the rename leaves an empty
-//! progress file without message, which [`Store::open`] removes.
+//! `fdatasync` is enough for the file: it writes the data and the
+//! metadata needed to read it back (its size and blocks), leaving out
+//! only times. The rename never replaces a queued message (on Linux
+//! `renameat2(RENAME_NOREPLACE)`, elsewhere a check before it); ids are
+//! unique, so that is a guard, not a lookup that every message pays for.
+//!
+//! No progress file is made here (see `progress`): local delivery needs
+//! none, and the store notes in memory that the message has none, so
+//! delivery's first attempt reads nothing but the queue file.
 
 use std::fs::{self, File};
 use std::io::{self, IoSlice, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hato_core::queue::QueueEnvelope;
+
+use std::sync::Mutex;
 
 use super::group_sync::GroupSync;
 use super::{check_id, fsutil, progress, Store};
@@ -31,8 +36,8 @@ pub struct SpoolWriter {
     id: String,
     incoming: PathBuf,
     queued: PathBuf,
-    progress: PathBuf,
     queue_sync: Arc<GroupSync>,
+    progress_known: Arc<Mutex<progress::Known>>,
     out: Option<File>,
     /// The encoded envelope, written together with the first body bytes
     /// (one `writev`), or at commit for an empty body.
@@ -45,25 +50,18 @@ impl Store {
     /// the envelope header goes out with the first body bytes.
     ///
     /// # Errors
-    /// The id is not a queue id or already in use, or the file cannot be
-    /// created or written.
+    /// The id is not a queue id or being received, or the file cannot be
+    /// created or written. (An id already queued fails at commit.)
     pub fn spool(&self, env: &QueueEnvelope) -> io::Result<SpoolWriter> {
         check_id(&env.id)?;
-        let queued = self.queue.join(&env.id);
-        if queued.exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("queue id {} is already queued", env.id),
-            ));
-        }
         let incoming = self.incoming.join(&env.id);
         let file = fsutil::create_private_file(&incoming)?;
         Ok(SpoolWriter {
             id: env.id.clone(),
             incoming,
-            progress: self.queue.join(format!("{}{}", env.id, progress::SUFFIX)),
-            queued,
+            queued: self.queue.join(&env.id),
             queue_sync: Arc::clone(&self.queue_sync),
+            progress_known: Arc::clone(&self.progress_known),
             out: Some(file),
             header: env.encode(),
             body_len: 0,
@@ -97,24 +95,30 @@ impl SpoolWriter {
         Ok(())
     }
 
-    /// Makes the message durable and queued: flush, fsync the file, create
-    /// the empty progress file, rename the message into `queue/`, wait for
-    /// the shared fsync of `queue/`. Only after `Ok` may the server answer
-    /// 250. On error nothing is queued and the files are removed.
+    /// Makes the message durable and queued: fdatasync the file, rename it
+    /// into `queue/` (never over a queued message), wait for the shared
+    /// fsync of `queue/`. Only after `Ok` may the server answer 250. On
+    /// error nothing is queued and the file is removed.
     ///
     /// # Errors
-    /// Any of the steps fails.
+    /// Any of the steps fails; `AlreadyExists` when the id is queued.
     pub fn commit(mut self) -> io::Result<()> {
         let Some(out) = self.out.take() else {
             return Err(closed());
         };
         let result = commit_file(out, &self);
-        if result.is_err() {
+        match &result {
+            Ok(()) => progress::note_absent(&self.progress_known, &self.id),
             // Whatever step failed, leave nothing behind: the client is
-            // told 451 and will send the message again.
-            let _ = fs::remove_file(&self.incoming);
-            let _ = fs::remove_file(&self.queued);
-            let _ = fs::remove_file(&self.progress);
+            // told 451 and will send the message again. A message that was
+            // queued under this id already is not ours to remove.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(&self.incoming);
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&self.incoming);
+                let _ = fs::remove_file(&self.queued);
+            }
         }
         result
     }
@@ -152,15 +156,35 @@ fn commit_file(mut file: File, w: &SpoolWriter) -> io::Result<()> {
     // Announced before the file's fsync, so that a barrier about to start
     // may wait a moment for this commit (see `group_sync`).
     let arriving = w.queue_sync.arriving();
-    file.sync_all()?;
+    file.sync_data()?;
     drop(file);
-    // Empty and new: a progress file never outlives its message, and ids
-    // are never reused, so one left over would be an orphan of a crash.
-    drop(fsutil::create_private_file(&w.progress)?);
-    fs::rename(&w.incoming, &w.queued)?;
-    // One barrier makes both names durable; sessions that get here at the
-    // same time share it.
+    rename_no_replace(&w.incoming, &w.queued).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            io::Error::new(e.kind(), format!("queue id {} is already queued", w.id))
+        } else {
+            e
+        }
+    })?;
+    // Sessions that get here at the same time share one barrier.
     arriving.sync()
+}
+
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then).
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // A file system without RENAME_NOREPLACE: check, then rename.
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(io::ErrorKind::AlreadyExists.into());
+    }
+    fs::rename(from, to)
 }
 
 fn closed() -> io::Error {
@@ -266,14 +290,15 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_message_keeps_its_envelope_and_gets_a_progress_file() {
+    fn an_empty_message_keeps_its_envelope_and_gets_no_progress_file() {
         let t = TestDir::new("spool-empty");
         let store = Store::open(t.path()).unwrap();
         let env = envelope(&store, &[local("bob@example.org")]);
         let progress = store.queue.join(format!("{}{}", env.id, progress::SUFFIX));
         let w = store.spool(&env).unwrap();
-        assert!(!progress.exists());
         w.commit().unwrap();
+        assert!(!progress.exists());
+        assert!(store.has_no_progress(&env.id));
         assert_eq!(store.read_envelope(&env.id).unwrap(), env);
         let mut back = Vec::new();
         store
@@ -282,9 +307,9 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert!(back.is_empty());
-        // Created empty with the message, under the same fsync of queue/.
-        assert_eq!(fs::read(&progress).unwrap(), b"");
+        // The first line creates it.
         store.mark_delivered(&env.id, 0).unwrap();
+        assert_eq!(fs::read(&progress).unwrap(), b"0\n");
         assert_eq!(store.delivered(&env.id).unwrap(), vec![0]);
         store.remove(&env.id).unwrap();
         store.flush_removals().unwrap();
@@ -312,8 +337,24 @@ mod tests {
         let t = TestDir::new("spool-ids");
         let store = Store::open(t.path()).unwrap();
         let env = envelope(&store, &[local("bob@example.org")]);
-        store.spool(&env).unwrap().commit().unwrap();
+        let mut first = store.spool(&env).unwrap();
+        first.write(b"first").unwrap();
+        // Being received: the incoming file is taken.
         assert!(store.spool(&env).is_err());
+        first.commit().unwrap();
+        // Queued: the second commit fails and leaves the first alone.
+        let mut second = store.spool(&env).unwrap();
+        second.write(b"second").unwrap();
+        let err = second.commit().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        let mut back = Vec::new();
+        store
+            .open_body(&env.id)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, b"first");
+        assert!(!store.incoming.join(&env.id).exists());
         let mut bad = env.clone();
         bad.id = "../../etc".into();
         assert!(store.spool(&bad).is_err());
