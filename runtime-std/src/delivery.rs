@@ -172,7 +172,7 @@ impl LocalDelivery {
                 shard: index,
                 peers: senders.clone(),
                 remote: remote.clone(),
-                maildir: maildir::Writer::new(store.mailbox_root(), store.mailbox_owner()),
+                maildir: store.maildir_writer(),
             };
             let thread = thread::Builder::new()
                 .name(format!("local-delivery-{index}"))

@@ -43,6 +43,7 @@ use hato_core::tls::TlsError;
 use crate::auth::Authenticator;
 use crate::control::{ControlServer, DataDirLock};
 use crate::delivery::{DeliveryHandle, LocalDelivery};
+use crate::direct::{self, Intake};
 use crate::dkim::{load_signing_keys, DkimKeys};
 use crate::dns::DnsClient;
 use crate::dns_checks;
@@ -50,7 +51,7 @@ use crate::link::Link;
 use crate::log::{unix_now, Line};
 use crate::policy_store::{SharedPolicy, SAVE_EVERY};
 use crate::store::owner::Owner;
-use crate::store::{SpoolWriter, Store, UsersCache};
+use crate::store::{Store, UsersCache};
 use crate::tls_files;
 
 /// How much of the start of a message is kept to find its Message-ID:
@@ -204,7 +205,7 @@ impl Server {
             server: Arc::clone(self),
             id,
             peer,
-            spool: None,
+            intake: None,
             spool_error: None,
             head: Vec::new(),
             queued: None,
@@ -320,7 +321,8 @@ pub struct Connection {
     server: Arc<Server>,
     id: String,
     peer: Peer,
-    spool: Option<SpoolWriter>,
+    /// The message being received (see `direct`).
+    intake: Option<Intake>,
     spool_error: Option<String>,
     /// The start of the message being received, up to the end of its
     /// header block (at most [`HEAD_LIMIT`]), for its Message-ID.
@@ -332,6 +334,13 @@ pub struct Connection {
     /// The user the client authenticated as (SMTP AUTH), kept in the queue
     /// file of what it sends (DKIM signs only mail of our own users).
     auth_user: Option<String>,
+}
+
+/// The recipients of a message that got the same Message-ID before.
+#[derive(Debug, Default)]
+struct Duplicates {
+    message_id: String,
+    recipients: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -614,11 +623,11 @@ impl Connection {
                 &user,
                 &password.0,
             ))),
-            Work::OpenSpool(env) => Some(self.open_spool(&env)),
+            Work::OpenSpool(env) => Some(self.open_spool(env)),
             Work::Commit => Some(self.commit()),
             Work::Discard => {
-                if let Some(spool) = self.spool.take() {
-                    spool.discard();
+                if let Some(intake) = self.intake.take() {
+                    intake.discard();
                 }
                 self.spool_error = None;
                 None
@@ -629,49 +638,50 @@ impl Connection {
     /// Appends message data to the spool file. A write error is kept and
     /// reported at the end of data as 451, so the client retries later.
     pub fn write_body(&mut self, chunk: &[u8]) {
-        let Some(spool) = &mut self.spool else {
+        let Some(intake) = &mut self.intake else {
             return;
         };
         keep_head(&mut self.head, chunk);
-        if let Err(e) = spool.write(chunk) {
+        if let Err(e) = intake.write(&self.server.store, chunk) {
             self.spool_error = Some(e.to_string());
-            if let Some(spool) = self.spool.take() {
-                spool.discard();
+            if let Some(intake) = self.intake.take() {
+                intake.discard();
             }
         }
     }
 
-    fn open_spool(&mut self, env: &QueueEnvelope) -> Verdict {
-        match self.server.store.spool(env) {
-            Ok(spool) => {
-                self.spool = Some(spool);
+    fn open_spool(&mut self, env: Box<QueueEnvelope>) -> Verdict {
+        let (queue_id, date) = (env.id.clone(), env.received);
+        match Intake::start(&self.server.store, &self.server.cfg, env) {
+            Ok(intake) => {
+                self.intake = Some(intake);
                 self.spool_error = None;
                 self.head.clear();
-                Verdict::DataAccepted {
-                    queue_id: env.id.clone(),
-                    date: env.received,
-                }
+                Verdict::DataAccepted { queue_id, date }
             }
             Err(e) => Verdict::Refuse(RefuseReason::QueueUnavailable(e.to_string())),
         }
     }
 
     fn commit(&mut self) -> Verdict {
-        let result = match (self.spool.take(), self.spool_error.take()) {
+        let head = std::mem::take(&mut self.head);
+        let intake = match (self.intake.take(), self.spool_error.take()) {
             (_, Some(e)) => Err(e),
             (None, None) => Err("no spool file".to_owned()),
-            (Some(spool), None) => spool.commit().map_err(|e| e.to_string()),
+            (Some(intake), None) => Ok(intake),
         };
-        let head = std::mem::take(&mut self.head);
+        let result = match intake {
+            Ok(Intake::Spooled(spool)) => spool.commit().map_err(|e| e.to_string()),
+            Ok(Intake::Held { env, body }) => return self.deliver_direct(&env, &body, &head),
+            Err(e) => Err(e),
+        };
         match (result, &self.queued) {
             (Ok(()), Some(q)) => {
-                self.line("queued")
-                    .kv("id", &q.id)
-                    .kv("from", &q.from)
-                    .kv("size", q.size)
-                    .kv("nrcpt", q.recipients.len())
-                    .emit();
-                self.drop_duplicates(q, &head);
+                self.log_queued(q, false);
+                let dups = self.duplicates(q, &head);
+                for &idx in &dups.recipients {
+                    self.mark_duplicate(q, &dups.message_id, idx);
+                }
                 self.server.delivery.submit(q.id.clone());
                 Verdict::Queued
             }
@@ -680,53 +690,156 @@ impl Connection {
         }
     }
 
-    /// Duplicate suppression, once the message is queued: each recipient
-    /// that got a message with the same Message-ID within
-    /// `limits.duplicate_window` is marked done, so delivery skips it. A
-    /// message without Message-ID is never suppressed. When the mark
-    /// cannot be written the copy is delivered (a duplicate is better than
-    /// a loss).
-    fn drop_duplicates(&self, q: &QueuedInfo, head: &[u8]) {
-        let Some(mid) = message_id(head) else {
-            return;
+    /// Delivers a held message straight into its Maildirs (see `direct`);
+    /// when a Maildir cannot be written, queues it with the recipients
+    /// delivered so far marked done, for the local-delivery role to retry.
+    fn deliver_direct(&self, env: &QueueEnvelope, body: &[u8], head: &[u8]) -> Verdict {
+        let Some(q) = &self.queued else {
+            return Verdict::Refuse(RefuseReason::QueueUnavailable("no envelope".into()));
         };
-        let now = unix_now();
-        let copies: Vec<usize> = {
-            let mut policy = self.server.policy.lock();
-            // Local mailboxes only: a remote recipient's copy that comes
-            // back is a mail loop, which must end in a bounce at
-            // delivery.max_hops, not vanish as a duplicate.
-            q.recipients
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| matches!(r.destination, Destination::Local(_)))
-                .filter(|(_, r)| policy.seen_before(&mid, destination(r), now))
-                .map(|(idx, _)| idx)
-                .collect()
+        let dups = self.duplicates(q, head);
+        let skip = &dups.recipients;
+        let out = direct::deliver(
+            &self.server.store,
+            &self.server.cfg.hostname,
+            env,
+            body,
+            skip,
+        );
+        let Some((failed_idx, why)) = out.failed else {
+            self.log_queued(q, true);
+            self.log_direct(q, &out.delivered);
+            for &idx in skip {
+                self.log_duplicate(q, &dups.message_id, idx);
+            }
+            crate::reports::log_dequeued(&q.id, false);
+            return Verdict::Queued;
         };
-        for idx in copies {
-            let to = q.recipients.get(idx).map_or("", |r| r.original.as_str());
-            match self.server.store.mark_delivered(&q.id, idx) {
-                Ok(()) => self
-                    .line("duplicate")
+        // Queue it after all: the spool file, then the done marks, then
+        // the hand-over, so that delivery never sees a recipient done
+        // here as open.
+        let queued = self.server.store.spool(env).and_then(|mut spool| {
+            spool.write(body)?;
+            spool.commit()
+        });
+        if let Err(e) = queued {
+            // Nothing is acknowledged: the client sends it again. The
+            // copies already in Maildirs will then be there twice, which
+            // is better than a loss.
+            return Verdict::Refuse(RefuseReason::QueueUnavailable(format!(
+                "{why}; and it cannot be queued: {e}"
+            )));
+        }
+        self.log_queued(q, false);
+        for d in &out.delivered {
+            if let Err(e) = self.server.store.mark_delivered(&q.id, d.idx) {
+                self.line("error")
                     .kv("id", &q.id)
-                    .kv("to", to)
-                    .kv("message_id", &mid)
-                    .kv(
-                        "reason",
-                        "same Message-ID to this recipient delivered already",
-                    )
-                    .emit(),
-                Err(e) => self
-                    .line("error")
+                    .kv("reason", format!("delivered, but cannot record it: {e}"))
+                    .emit();
+            }
+        }
+        for &idx in skip {
+            self.mark_duplicate(q, &dups.message_id, idx);
+        }
+        self.log_direct(q, &out.delivered);
+        let to = q
+            .recipients
+            .get(failed_idx)
+            .map_or("", |r| r.original.as_str());
+        self.line("defer")
+            .kv("id", &q.id)
+            .kv("to", to)
+            .kv("reason", &why)
+            .emit();
+        self.server.delivery.submit(q.id.clone());
+        Verdict::Queued
+    }
+
+    /// Logs a message accepted for delivery (`event=queued`); `direct`
+    /// when it went straight into its Maildirs.
+    fn log_queued(&self, q: &QueuedInfo, direct: bool) {
+        self.line("queued")
+            .kv("id", &q.id)
+            .kv("from", &q.from)
+            .kv("size", q.size)
+            .kv("nrcpt", q.recipients.len())
+            .opt("direct", direct.then_some("yes"))
+            .emit();
+    }
+
+    /// Logs the deliveries of a direct delivery as the local-delivery role
+    /// logs its own.
+    fn log_direct(&self, q: &QueuedInfo, delivered: &[direct::Delivered]) {
+        for d in delivered {
+            let to = q.recipients.get(d.idx).map_or("", |r| r.original.as_str());
+            Line::new("deliver")
+                .kv("id", &q.id)
+                .kv("to", to)
+                .kv("mailbox", &d.mailbox)
+                .kv("file", &d.file)
+                .kv("direct", "yes")
+                .emit();
+        }
+    }
+
+    /// Marks recipient `idx` of a queued message done as a duplicate, so
+    /// delivery skips it. When the mark cannot be written the copy is
+    /// delivered (a duplicate is better than a loss).
+    fn mark_duplicate(&self, q: &QueuedInfo, message_id: &str, idx: usize) {
+        match self.server.store.mark_delivered(&q.id, idx) {
+            Ok(()) => self.log_duplicate(q, message_id, idx),
+            Err(e) => {
+                let to = q.recipients.get(idx).map_or("", |r| r.original.as_str());
+                self.line("error")
                     .kv("id", &q.id)
                     .kv("to", to)
                     .kv(
                         "reason",
                         format!("cannot drop a duplicate, delivering it: {e}"),
                     )
-                    .emit(),
+                    .emit();
             }
+        }
+    }
+
+    fn log_duplicate(&self, q: &QueuedInfo, message_id: &str, idx: usize) {
+        let to = q.recipients.get(idx).map_or("", |r| r.original.as_str());
+        self.line("duplicate")
+            .kv("id", &q.id)
+            .kv("to", to)
+            .kv("message_id", message_id)
+            .kv(
+                "reason",
+                "same Message-ID to this recipient delivered already",
+            )
+            .emit();
+    }
+
+    /// Duplicate suppression: the recipients of the accepted message that
+    /// got a message with the same Message-ID within
+    /// `limits.duplicate_window` (they are skipped). A message without
+    /// Message-ID is never suppressed.
+    fn duplicates(&self, q: &QueuedInfo, head: &[u8]) -> Duplicates {
+        let Some(message_id) = message_id(head) else {
+            return Duplicates::default();
+        };
+        let now = unix_now();
+        let mut policy = self.server.policy.lock();
+        // Local mailboxes only: a remote recipient's copy that comes back
+        // is a mail loop, which must end in a bounce at delivery.max_hops,
+        // not vanish as a duplicate.
+        let recipients = q
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.destination, Destination::Local(_)))
+            .filter(|(_, r)| policy.seen_before(&message_id, destination(r), now))
+            .map(|(idx, _)| idx)
+            .collect();
+        Duplicates {
+            message_id,
+            recipients,
         }
     }
 
@@ -739,8 +852,8 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(spool) = self.spool.take() {
-            spool.discard();
+        if let Some(intake) = self.intake.take() {
+            intake.discard();
         }
         if !self.closed_logged {
             self.line("disconnect")

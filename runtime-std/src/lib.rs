@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod control;
 pub mod delivery;
+pub mod direct;
 pub mod dkim;
 pub mod dns;
 pub mod dns_checks;

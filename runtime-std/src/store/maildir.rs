@@ -33,6 +33,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hato_core::directory::validate_mailbox_name;
 
@@ -68,15 +69,18 @@ pub fn file_name(queue_id: &str, idx: usize, received: u64, hostname: &str) -> S
     format!("{}{host}", unique_part(queue_id, idx, received))
 }
 
+/// The Maildirs whose `tmp`, `new` and `cur` were created or found, shared
+/// by the writers of one store (delivery agents, direct delivery).
+pub type Known = Arc<Mutex<HashSet<PathBuf>>>;
+
 /// Writes messages into Maildirs: the mailbox root, the owner given to
-/// what it creates (`delivery.mailbox_owner`), and the Maildirs it has made
-/// sure of. One per delivery agent.
+/// what it creates (`delivery.mailbox_owner`), and the Maildirs made sure
+/// of ([`Known`], shared with the other writers of the store).
 #[derive(Debug)]
 pub struct Writer {
     root: PathBuf,
     owner: Option<Owner>,
-    /// Maildirs whose `tmp`, `new` and `cur` this writer created or found.
-    known: HashSet<PathBuf>,
+    known: Known,
 }
 
 /// A message written and fsynced in `tmp/`, not yet visible to readers.
@@ -108,11 +112,23 @@ impl Writer {
     /// A writer for the Maildirs under `root`, creating what is missing
     /// for `owner` when given (directories 0700, files 0600).
     pub fn new(root: &Path, owner: Option<Owner>) -> Self {
+        Self::sharing(root, owner, Known::default())
+    }
+
+    /// A writer as [`Writer::new`] that shares `known` with others.
+    pub fn sharing(root: &Path, owner: Option<Owner>, known: Known) -> Self {
         Self {
             root: root.to_path_buf(),
             owner,
-            known: HashSet::new(),
+            known,
         }
+    }
+
+    fn is_known(&self, dir: &Path) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(dir)
     }
 
     /// Writes `message` into `tmp/<name>` of the Maildir of `address`
@@ -138,7 +154,7 @@ impl Writer {
                 "control character in sender",
             ));
         }
-        if !self.known.contains(&dir) {
+        if !self.is_known(&dir) {
             self.ensure(&dir)?;
         }
         let path = dir.join("tmp").join(name);
@@ -201,9 +217,18 @@ impl Writer {
     /// Creates the Maildir `dir` (and its domain directory) when missing,
     /// and remembers it.
     fn ensure(&mut self, dir: &Path) -> io::Result<()> {
-        self.known.remove(dir);
+        let forget = |known: &Known| {
+            known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(dir)
+        };
+        forget(&self.known);
         create_maildir(dir, self.owner)?;
-        self.known.insert(dir.to_path_buf());
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(dir.to_path_buf());
         Ok(())
     }
 }

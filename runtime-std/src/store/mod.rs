@@ -72,6 +72,9 @@ pub struct Store {
     /// Messages known to have no progress file, or one whose name may not
     /// be durable yet (see `progress`).
     progress_known: Arc<Mutex<progress::Known>>,
+    /// The Maildirs made sure of, shared by every [`maildir::Writer`] of
+    /// this store ([`Store::maildir_writer`]).
+    maildirs: maildir::Known,
 }
 
 impl Store {
@@ -119,6 +122,7 @@ impl Store {
             state: data_dir.join("state"),
             owner: None,
             progress_known: Arc::default(),
+            maildirs: maildir::Known::default(),
         };
         for dir in [&store.incoming, &store.mailboxes, &store.state] {
             fsutil::create_private_dir_all(dir)?;
@@ -149,6 +153,12 @@ impl Store {
     /// Returns the owner given to new Maildir directories and files.
     pub fn mailbox_owner(&self) -> Option<owner::Owner> {
         self.owner
+    }
+
+    /// A Maildir writer for this store's mailboxes and owner; the writers
+    /// share which Maildirs exist, so each is checked once.
+    pub fn maildir_writer(&self) -> maildir::Writer {
+        maildir::Writer::sharing(&self.mailboxes, self.owner, Arc::clone(&self.maildirs))
     }
 
     /// Makes `owner` the owner of the Maildirs written from now on
