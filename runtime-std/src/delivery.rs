@@ -582,7 +582,7 @@ impl Agent {
         let failed: Vec<(PathBuf, String)> = dirs
             .into_iter()
             .filter_map(|dir| {
-                let e = maildir::sync_new(dir).err()?;
+                let e = self.store.sync_maildir_new(dir).err()?;
                 Some((dir.to_path_buf(), e.to_string()))
             })
             .collect();

@@ -5,7 +5,9 @@
 //!
 //! The promise of RFC 5321 §6.1 holds: the 250 is sent only once the
 //! message is durable, here in its final place (Maildir: file fsynced,
-//! renamed into `new/`, `new/` fsynced). What it saves is the queue's half
+//! renamed into `new/`, `new/` fsynced, that fsync shared by the sessions
+//! delivering into the same Maildir at the same moment:
+//! [`Store::sync_maildir_new`]). What it saves is the queue's half
 //! of the work: the spool file, its progress file, two renames, two
 //! unlinks and three of the five flushes per message, plus the hand-over
 //! to the delivery thread. That is most of the disk traffic of a small
@@ -156,7 +158,7 @@ pub fn deliver(
         let written = writer
             .prepare(mailbox, &file, &env.from, body)
             .and_then(|prepared| writer.publish(prepared))
-            .and_then(|new| maildir::sync_new(&new));
+            .and_then(|new| store.sync_maildir_new(&new));
         match written {
             Ok(()) => delivered.push(Delivered {
                 idx,

@@ -39,15 +39,19 @@ mod users_cache;
 #[cfg(test)]
 pub(crate) mod testdir;
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hato_core::queue::is_valid_queue_id;
 
 use crate::log;
 use group_sync::GroupSync;
+
+/// The most Maildir `new/` barriers kept (one per mailbox in use).
+const MAX_NEW_DIR_BARRIERS: usize = 4096;
 
 pub(crate) use fsutil::remove_if_exists as remove_file_if_exists;
 pub use policy::POLICY_FILE;
@@ -75,6 +79,9 @@ pub struct Store {
     /// The Maildirs made sure of, shared by every [`maildir::Writer`] of
     /// this store ([`Store::maildir_writer`]).
     maildirs: maildir::Known,
+    /// One shared fsync barrier per Maildir `new/` (see
+    /// [`Store::sync_maildir_new`]).
+    new_dirs: Mutex<HashMap<PathBuf, Arc<GroupSync>>>,
 }
 
 impl Store {
@@ -123,6 +130,7 @@ impl Store {
             owner: None,
             progress_known: Arc::default(),
             maildirs: maildir::Known::default(),
+            new_dirs: Mutex::default(),
         };
         for dir in [&store.incoming, &store.mailboxes, &store.state] {
             fsutil::create_private_dir_all(dir)?;
@@ -153,6 +161,29 @@ impl Store {
     /// Returns the owner given to new Maildir directories and files.
     pub fn mailbox_owner(&self) -> Option<owner::Owner> {
         self.owner
+    }
+
+    /// Makes the renames into a Maildir's `new/` (as
+    /// [`maildir::Writer::publish`] returns it) made before this call
+    /// durable: waits for an fsync of `new/` that started after the call.
+    /// Sessions and delivery agents that deliver into the same Maildir at
+    /// the same moment share that fsync (group commit, as `queue/`'s).
+    ///
+    /// # Errors
+    /// The fsync failed.
+    pub fn sync_maildir_new(&self, new: &Path) -> io::Result<()> {
+        let barrier = {
+            let mut dirs = self.new_dirs.lock().unwrap_or_else(PoisonError::into_inner);
+            if dirs.len() >= MAX_NEW_DIR_BARRIERS {
+                // Bounded: a site with more mailboxes than this starts over.
+                dirs.clear();
+            }
+            Arc::clone(
+                dirs.entry(new.to_path_buf())
+                    .or_insert_with(|| Arc::new(GroupSync::new(new.to_path_buf(), false))),
+            )
+        };
+        barrier.sync()
     }
 
     /// A Maildir writer for this store's mailboxes and owner; the writers
@@ -275,6 +306,21 @@ fn check_id(id: &str) -> io::Result<()> {
 mod tests {
     use super::testdir::TestDir;
     use super::*;
+
+    #[test]
+    fn maildir_new_barriers_are_one_per_directory_and_report_failures() {
+        let t = TestDir::new("new-barriers");
+        let store = Store::open(&t.path().join("data")).unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        store.sync_maildir_new(&a).unwrap();
+        store.sync_maildir_new(&a).unwrap();
+        store.sync_maildir_new(&b).unwrap();
+        assert_eq!(store.new_dirs.lock().unwrap().len(), 2);
+        let missing = store.sync_maildir_new(&t.path().join("missing"));
+        assert!(missing.is_err(), "an fsync that cannot run is an error");
+    }
 
     #[test]
     #[cfg(unix)]
