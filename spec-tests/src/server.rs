@@ -216,6 +216,17 @@ impl DataDir {
         files_in(&self.queue_dir())
     }
 
+    /// Returns the messages in `queue/`: its files less the progress files
+    /// (`<id>.done`), sorted.
+    ///
+    /// # Errors
+    /// The directory cannot be read.
+    pub fn queued_messages(&self) -> Result<Vec<String>, String> {
+        let mut files = self.queue_files()?;
+        files.retain(|f| !f.ends_with(".done"));
+        Ok(files)
+    }
+
     /// Returns the names of the files in `queue/incoming/`, sorted.
     ///
     /// # Errors
@@ -459,6 +470,21 @@ impl Server {
             if lines.len() >= n || Instant::now() >= deadline {
                 return lines;
             }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `cond` holds, at most `timeout`; panics naming `what`,
+    /// with the log, otherwise.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: timed out waiting until {what}\n{}",
+                self.binary.name(),
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hato_core::policy::ListenerKind;
 use hato_spec_tests::client::SmtpClient;
@@ -31,20 +31,8 @@ fn send(server: &Server, to: &[&str], body: &str) -> String {
     reply.queue_id().unwrap().to_owned()
 }
 
-/// The messages in `queue/` (not the progress files).
-fn queued(data: &DataDir) -> Vec<String> {
-    let mut files = data.queue_files().unwrap();
-    files.retain(|f| !f.ends_with(".done"));
-    files
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long delivery through the queue may take.
+const WAIT: Duration = Duration::from_secs(15);
 
 fn line_of<'a>(lines: &'a [String], event: &str, id: &str) -> Vec<&'a String> {
     lines
@@ -64,8 +52,10 @@ fn small_local_mail_is_delivered_before_the_250(binary: Binary) {
     let text = std::fs::read_to_string(&alice[0]).unwrap();
     assert!(text.starts_with("Return-Path: <sender@remote.example>\nDelivered-To: alice@example.test\nReceived: from client.example"), "{text}");
     assert!(text.ends_with("Subject: direct\n\nhello\n"), "{text}");
-    assert!(queued(&data).is_empty() && data.incoming_files().unwrap().is_empty());
-    wait_for("the log has the dequeue line", || {
+    assert!(
+        data.queued_messages().unwrap().is_empty() && data.incoming_files().unwrap().is_empty()
+    );
+    server.wait_until("the log has the dequeue line", WAIT, || {
         !server.events("dequeue").is_empty()
     });
     let lines = server.log_lines();
@@ -83,7 +73,9 @@ fn a_large_message_takes_the_queue(binary: Binary) {
     let server = Server::start_with(binary, data.clone(), &[]).unwrap();
     let body = "x".repeat(998) + "\r\n";
     let id = send(&server, &[ALICE], &body.repeat(300)); // 300 KB: several chunks
-    wait_for("alice has it", || data.delivered(ALICE).unwrap().len() == 1);
+    server.wait_until("alice has it", WAIT, || {
+        data.delivered(ALICE).unwrap().len() == 1
+    });
     let text = std::fs::read_to_string(&data.delivered(ALICE).unwrap()[0]).unwrap();
     assert_eq!(text.matches(&"x".repeat(998)).count(), 300);
     server.wait_queue_empty(Duration::from_secs(15));
@@ -110,7 +102,11 @@ fn an_unwritable_maildir_queues_the_rest(binary: Binary) {
         1,
         "alice got it directly"
     );
-    assert_eq!(queued(&data), std::slice::from_ref(&id), "queued for bob");
+    assert_eq!(
+        data.queued_messages().unwrap(),
+        std::slice::from_ref(&id),
+        "queued for bob"
+    );
     let progress = std::fs::read_to_string(data.queue_dir().join(format!("{id}.done"))).unwrap();
     assert!(
         progress.lines().any(|l| l == "0"),
@@ -130,7 +126,9 @@ fn an_unwritable_maildir_queues_the_rest(binary: Binary) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    wait_for("bob has it", || data.delivered(BOB).unwrap().len() == 1);
+    server.wait_until("bob has it", WAIT, || {
+        data.delivered(BOB).unwrap().len() == 1
+    });
     server.wait_queue_empty(Duration::from_secs(15));
     assert_eq!(
         data.delivered(ALICE).unwrap().len(),

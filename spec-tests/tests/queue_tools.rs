@@ -23,6 +23,9 @@ const BOB: &str = "bob@example.test";
 const ALICE: &str = "alice@example.test";
 const DAVE: &str = "dave@partner.example";
 
+/// How long a delivery or report may take.
+const WAIT: Duration = Duration::from_secs(10);
+
 /// How long one command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -75,22 +78,6 @@ fn send(server: &Server, to: &[&str], subject: &str) -> String {
     reply.queue_id().unwrap().to_owned()
 }
 
-/// The messages in `queue/`: its files less the progress files
-/// (`<id>.done`, created by a message's first recorded outcome).
-fn queued_messages(data: &DataDir) -> Vec<String> {
-    let mut files = data.queue_files().unwrap();
-    files.retain(|f| !f.ends_with(".done"));
-    files
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Parses a delivered DSN with Python's `email` package; prints facts.
 const DSN_SCRIPT: &str = r#"
 import email, email.parser, sys
@@ -122,10 +109,10 @@ fn queue_tools_against(binary: Binary) {
     let second = send(&server, &[ALICE, DAVE], "second");
     let third = send(&server, &[DAVE], "third");
     // alice's copy of the second message is delivered; dave's waits.
-    wait_for("alice has the second message", || {
+    server.wait_until("alice has the second message", WAIT, || {
         data.delivered(ALICE).unwrap().len() == 1
     });
-    wait_for("alice is recorded", || {
+    server.wait_until("alice is recorded", WAIT, || {
         std::fs::read_to_string(data.queue_dir().join(format!("{second}.done")))
             .is_ok_and(|t| t.lines().any(|l| l == "0"))
     });
@@ -169,7 +156,7 @@ fn queue_tools_against(binary: Binary) {
         "{out}"
     );
     assert!(!data.queue_dir().join(&second).exists());
-    wait_for("bob has the report", || {
+    server.wait_until("bob has the report", WAIT, || {
         data.delivered(BOB).unwrap().len() == 1
     });
     let logged = server.wait_events("queue-bounce", 1);
@@ -196,8 +183,8 @@ fn queue_tools_against(binary: Binary) {
     );
     // The report was queued and delivered, so only the third and fourth
     // messages are left.
-    wait_for("the report leaves the queue", || {
-        queued_messages(&data) == {
+    server.wait_until("the report leaves the queue", WAIT, || {
+        data.queued_messages().unwrap() == {
             let mut v = vec![third.clone(), fourth.clone()];
             v.sort();
             v
@@ -216,7 +203,7 @@ fn queue_tools_against(binary: Binary) {
     assert!(status.success());
     let out = ok(binary, &data, &["queue", "delete", &third]);
     assert_eq!(out.trim(), format!("deleted {third}"));
-    assert_eq!(queued_messages(&data), vec![fourth.clone()]);
+    assert_eq!(data.queued_messages().unwrap(), vec![fourth.clone()]);
     let out = ok(binary, &data, &["queue", "flush"]);
     assert!(out.contains("no server is running"), "{out}");
 }
