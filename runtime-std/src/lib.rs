@@ -25,3 +25,4 @@ pub mod serve;
 pub mod signals;
 pub mod store;
 pub mod tls_files;
+pub mod workers;
