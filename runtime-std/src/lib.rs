@@ -12,6 +12,7 @@ pub mod dkim;
 pub mod dns;
 pub mod dns_checks;
 pub mod host;
+pub mod inherited;
 pub mod link;
 pub mod lmtp;
 #[cfg(test)]

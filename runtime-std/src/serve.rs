@@ -7,9 +7,10 @@
 //!
 //! What a connection costs beyond its SMTP traffic: `accept4` (which also
 //! gives the peer's address), the `connect` log line, a wake-up of an idle
-//! worker, `TCP_NODELAY`, the send and the first read timeout, and the
-//! close. The local address is the listener's unless it listens on a
-//! wildcard address.
+//! worker, and the close. The local address is the listener's unless it
+//! listens on a wildcard address; `TCP_NODELAY`, the send timeout and the
+//! first read timeout are set on the listener and inherited
+//! ([`crate::inherited`]).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -24,6 +25,7 @@ use hato_core::policy::ListenerKind;
 use hato_core::smtp::server::{Peer, Session, BODY_CHUNK};
 
 use crate::host::{Connection, Server};
+use crate::inherited::{Inherited, ListenerOptions};
 use crate::link::Link;
 use crate::log::Line;
 use crate::signals;
@@ -86,6 +88,8 @@ impl Drop for Listed {
 struct Job {
     conn: Connection,
     stream: Arc<TcpStream>,
+    /// The options the socket has from its listener.
+    has: Inherited,
     listed: Listed,
 }
 
@@ -119,9 +123,10 @@ pub fn run(cfg: Config) -> io::Result<()> {
             let Job {
                 conn,
                 stream,
+                has,
                 listed,
             } = job;
-            if let Err(e) = drive(conn, &stream) {
+            if let Err(e) = drive(conn, &stream, has) {
                 Line::new("error")
                     .kv("what", "connection")
                     .kv("error", e)
@@ -145,7 +150,10 @@ pub fn run(cfg: Config) -> io::Result<()> {
             })?;
             let bound = listener.local_addr()?;
             server.log_listening(kind.as_str(), bound);
-            let acceptor = Acceptor {
+            // The session's first read waits for a command.
+            let timeout = server.cfg.timeouts.command;
+            let options = ListenerOptions::set(&listener, timeout, timeout);
+            let mut acceptor = Acceptor {
                 server: Arc::clone(&server),
                 live: Arc::clone(&live),
                 workers: Arc::clone(&workers),
@@ -153,6 +161,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
                 // A socket accepted on a wildcard address has its own local
                 // address; on any other, the listener's.
                 local: (!bound.ip().is_unspecified()).then_some(bound),
+                options,
             };
             acceptors.push(
                 thread::Builder::new()
@@ -175,10 +184,12 @@ struct Acceptor {
     kind: ListenerKind,
     /// The local address of every accepted socket, when it is known.
     local: Option<SocketAddr>,
+    /// The socket options accepted sockets inherit.
+    options: ListenerOptions,
 }
 
 impl Acceptor {
-    fn run(&self, listener: &TcpListener) {
+    fn run(&mut self, listener: &TcpListener) {
         loop {
             match listener.accept() {
                 Ok((stream, remote)) => self.admit(stream, remote),
@@ -196,7 +207,7 @@ impl Acceptor {
 
     /// Admits a connection and hands it to a session worker, or sends the
     /// refusal and closes it.
-    fn admit(&self, mut stream: TcpStream, remote: SocketAddr) {
+    fn admit(&mut self, mut stream: TcpStream, remote: SocketAddr) {
         let local = match self.local {
             Some(local) => local,
             None => match stream.local_addr() {
@@ -217,6 +228,7 @@ impl Acceptor {
                 return;
             }
         };
+        let has = self.options.of(&stream);
         let stream = Arc::new(stream);
         // Registered before a worker takes it, so a stop that begins
         // meanwhile ends its first read too.
@@ -224,6 +236,7 @@ impl Acceptor {
         let job = Job {
             conn,
             stream,
+            has,
             listed,
         };
         if let Err(e) = self.workers.submit(job) {
@@ -233,18 +246,24 @@ impl Acceptor {
 }
 
 /// Runs one session over a blocking socket until it closes.
-fn drive(mut conn: Connection, mut stream: &TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+/// `has` tells which socket options the listener passed on already.
+fn drive(mut conn: Connection, mut stream: &TcpStream, has: Inherited) -> io::Result<()> {
+    if !has.nodelay {
+        stream.set_nodelay(true)?;
+    }
     // A client that stops reading must not pin a thread forever.
-    stream.set_write_timeout(Some(conn.config().timeouts.command))?;
+    let send = Some(conn.config().timeouts.command);
+    if has.send != send {
+        stream.set_write_timeout(send)?;
+    }
     let mut link = conn.link().map_err(io::Error::other)?;
     let mut session = conn.new_session(Instant::now(), &link);
     let mut buf = vec![0u8; READ_BUFFER];
     let mut out = Vec::with_capacity(1024);
     let mut wire = Vec::with_capacity(1024);
     let mut body = Vec::new();
-    // The read timeout the socket has now (outer None: not set yet).
-    let mut armed: Option<Option<Duration>> = None;
+    // The read timeout the socket has now (outer None: not known).
+    let mut armed: Option<Option<Duration>> = has.recv.map(Some);
     loop {
         let io = Io {
             link: &mut link,
