@@ -34,17 +34,20 @@ pub struct ListenerOptions {
 }
 
 impl ListenerOptions {
-    /// Sets `TCP_NODELAY` and the timeouts on `listener`; an option that
-    /// cannot be set is left to the sessions.
-    pub fn set(listener: &TcpListener, send: Duration, recv: Duration) -> Self {
+    /// Sets `TCP_NODELAY` and the timeouts given on `listener` (none for
+    /// non-blocking sockets); an option that cannot be set is left to the
+    /// sessions.
+    pub fn set(listener: &TcpListener, send: Option<Duration>, recv: Option<Duration>) -> Self {
+        let timeout = |id, value: Option<Duration>| {
+            let value = value?;
+            sockopt::set_socket_timeout(listener, id, Some(value))
+                .ok()
+                .map(|()| value)
+        };
         let set = Inherited {
             nodelay: sockopt::set_tcp_nodelay(listener, true).is_ok(),
-            send: sockopt::set_socket_timeout(listener, Timeout::Send, Some(send))
-                .ok()
-                .map(|()| send),
-            recv: sockopt::set_socket_timeout(listener, Timeout::Recv, Some(recv))
-                .ok()
-                .map(|()| recv),
+            send: timeout(Timeout::Send, send),
+            recv: timeout(Timeout::Recv, recv),
         };
         Self { set, checked: None }
     }
@@ -84,7 +87,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (send, recv) = (Duration::from_secs(300), Duration::from_secs(120));
-        let mut opts = ListenerOptions::set(&listener, send, recv);
+        let mut opts = ListenerOptions::set(&listener, Some(send), Some(recv));
         let _client = TcpStream::connect(addr).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         let has = opts.of(&accepted);

@@ -152,7 +152,7 @@ pub fn run(cfg: Config) -> io::Result<()> {
             server.log_listening(kind.as_str(), bound);
             // The session's first read waits for a command.
             let timeout = server.cfg.timeouts.command;
-            let options = ListenerOptions::set(&listener, timeout, timeout);
+            let options = ListenerOptions::set(&listener, Some(timeout), Some(timeout));
             let mut acceptor = Acceptor {
                 server: Arc::clone(&server),
                 live: Arc::clone(&live),
