@@ -3,6 +3,9 @@
 //! (spool writes, fsync, password checks) moved off the executor with
 //! `smol::unblock`. Bytes pass through the shared
 //! [`Link`](hato_runtime_std::link::Link) (plaintext or TLS).
+//! `TCP_NODELAY` is set on the listener and inherited by its sockets
+//! ([`hato_runtime_std::inherited`]); the local address of a connection is
+//! the listener's unless it listens on a wildcard address.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -13,6 +16,7 @@ use hato_core::config::Config;
 use hato_core::policy::ListenerKind;
 use hato_core::smtp::server::{Peer, Session, BODY_CHUNK};
 use hato_runtime_std::host::{Connection, Server};
+use hato_runtime_std::inherited::ListenerOptions;
 use hato_runtime_std::link::Link;
 use hato_runtime_std::log::Line;
 use hato_runtime_std::signals;
@@ -58,16 +62,23 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
                     format!("cannot listen on {addr} ({}): {e}", kind.as_str()),
                 )
             })?;
-            server.log_listening(kind.as_str(), listener.get_ref().local_addr()?);
-            listeners.push((listener, kind));
+            let bound = listener.get_ref().local_addr()?;
+            server.log_listening(kind.as_str(), bound);
+            listeners.push((listener, kind, bound));
         }
     }
-    for (listener, kind) in listeners {
+    for (listener, kind, bound) in listeners {
+        let accepting = Accepting {
+            kind,
+            local: (!bound.ip().is_unspecified()).then_some(bound),
+            // Non-blocking sockets: no socket timeouts, only TCP_NODELAY.
+            options: ListenerOptions::set(listener.get_ref(), None, None),
+        };
         let task = accept_loop(
             Arc::clone(&server),
             Arc::clone(&ex),
             listener,
-            kind,
+            accepting,
             stop.clone(),
         );
         ex.spawn(task).detach();
@@ -90,11 +101,20 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
     Ok(())
 }
 
+/// What a listener's accept loop knows about the sockets it accepts.
+struct Accepting {
+    kind: ListenerKind,
+    /// Their local address, unless the listener is on a wildcard address.
+    local: Option<SocketAddr>,
+    /// The socket options they inherit.
+    options: ListenerOptions,
+}
+
 async fn accept_loop(
     server: Arc<Server>,
     ex: Arc<Executor<'static>>,
     listener: Async<TcpListener>,
-    kind: ListenerKind,
+    mut accepting: Accepting,
     stop: Receiver<()>,
 ) {
     loop {
@@ -111,8 +131,17 @@ async fn accept_loop(
             Ok((stream, remote)) => {
                 let server = Arc::clone(&server);
                 let stop = stop.clone();
+                let kind = accepting.kind;
+                let local = accepting.local;
+                let nodelay = accepting.options.of(stream.get_ref()).nodelay;
                 ex.spawn(async move {
-                    if let Err(e) = connection(server, stream, remote, kind, stop).await {
+                    let accepted = Accepted {
+                        remote,
+                        local,
+                        kind,
+                        nodelay,
+                    };
+                    if let Err(e) = connection(server, stream, accepted, stop).await {
                         Line::new("error")
                             .kv("what", "connection")
                             .kv("error", e)
@@ -132,18 +161,30 @@ async fn accept_loop(
     }
 }
 
+/// An accepted socket's addresses and options.
+struct Accepted {
+    remote: SocketAddr,
+    /// The local address, when the listener's is it.
+    local: Option<SocketAddr>,
+    kind: ListenerKind,
+    /// `TCP_NODELAY` came from the listener.
+    nodelay: bool,
+}
+
 async fn connection(
     server: Arc<Server>,
     mut stream: Async<TcpStream>,
-    remote: SocketAddr,
-    kind: ListenerKind,
+    accepted: Accepted,
     stop: Receiver<()>,
 ) -> io::Result<()> {
-    let local = stream.get_ref().local_addr()?;
+    let local = match accepted.local {
+        Some(local) => local,
+        None => stream.get_ref().local_addr()?,
+    };
     let peer = Peer {
-        remote,
+        remote: accepted.remote,
         local,
-        listener: kind,
+        listener: accepted.kind,
     };
     let conn = match server.admit(peer) {
         Ok(conn) => conn,
@@ -153,7 +194,9 @@ async fn connection(
             return Ok(());
         }
     };
-    stream.get_ref().set_nodelay(true)?;
+    if !accepted.nodelay {
+        stream.get_ref().set_nodelay(true)?;
+    }
     drive(conn, stream, stop).await
 }
 

@@ -13,6 +13,7 @@ pub mod dkim;
 pub mod dns;
 pub mod dns_checks;
 pub mod host;
+pub mod inherited;
 pub mod link;
 pub mod lmtp;
 #[cfg(test)]
@@ -26,3 +27,4 @@ pub mod serve;
 pub mod signals;
 pub mod store;
 pub mod tls_files;
+pub mod workers;

@@ -1,11 +1,20 @@
-//! The `hato` front end: one blocking thread per connection (bounded by
-//! `limits.max_connections`), small stacks, socket read timeouts taken from
-//! the session's `poll_timeout`. Made for low-end hardware. Bytes pass
-//! through a [`Link`] (plaintext or TLS, shared with `hato-smol`).
+//! The `hato` front end: blocking sessions run by a pool of worker threads
+//! ([`crate::workers`], at most `limits.max_connections`, a few kept warm
+//! when idle), small stacks, socket read timeouts taken from the session's
+//! `poll_timeout` and set only when they must change. Made for low-end
+//! hardware. Bytes pass through a [`Link`] (plaintext or TLS, shared with
+//! `hato-smol`).
+//!
+//! What a connection costs beyond its SMTP traffic: `accept4` (which also
+//! gives the peer's address), the `connect` log line, a wake-up of an idle
+//! worker, and the close. The local address is the listener's unless it
+//! listens on a wildcard address; `TCP_NODELAY`, the send timeout and the
+//! first read timeout are set on the listener and inherited
+//! ([`crate::inherited`]).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -16,33 +25,38 @@ use hato_core::policy::ListenerKind;
 use hato_core::smtp::server::{Peer, Session, BODY_CHUNK};
 
 use crate::host::{Connection, Server};
+use crate::inherited::{Inherited, ListenerOptions};
 use crate::link::Link;
 use crate::log::Line;
 use crate::signals;
+use crate::workers::{Settings, Workers};
 
-/// Stack of a connection thread: the session keeps its buffers on the heap.
-const CONNECTION_STACK: usize = 256 * 1024;
+/// Stack of a session worker: the session keeps its buffers on the heap.
+const WORKER_STACK: usize = 256 * 1024;
+/// Idle session workers kept when the others retire.
+const WARM_WORKERS: usize = 2;
+/// How long an idle session worker waits for a connection before it
+/// retires (down to [`WARM_WORKERS`]).
+const WORKER_IDLE: Duration = Duration::from_secs(10);
 /// Socket read buffer per connection.
 const READ_BUFFER: usize = 16 * 1024;
 
-/// The sockets of live sessions, so that a stop can end their blocked reads.
+/// The sockets of live sessions, so that a stop can end their blocked
+/// reads. They are shared with the session (no duplicated descriptor).
 #[derive(Debug, Default)]
 struct Live {
     next: AtomicU64,
-    sockets: Mutex<HashMap<u64, TcpStream>>,
+    sockets: Mutex<HashMap<u64, Arc<TcpStream>>>,
 }
 
 impl Live {
-    fn add(&self, stream: &TcpStream) -> Option<u64> {
+    /// Lists `stream` until the returned guard is dropped.
+    fn add(self: &Arc<Self>, stream: &Arc<TcpStream>) -> Listed {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        let clone = stream.try_clone().ok()?;
-        self.lock().insert(key, clone);
-        Some(key)
-    }
-
-    fn remove(&self, key: Option<u64>) {
-        if let Some(key) = key {
-            self.lock().remove(&key);
+        self.lock().insert(key, Arc::clone(stream));
+        Listed {
+            live: Arc::clone(self),
+            key,
         }
     }
 
@@ -53,9 +67,30 @@ impl Live {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A socket's entry in [`Live`], removed when dropped.
+struct Listed {
+    live: Arc<Live>,
+    key: u64,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.live.lock().remove(&self.key);
+    }
+}
+
+/// An admitted connection waiting for (or run by) a session worker.
+struct Job {
+    conn: Connection,
+    stream: Arc<TcpStream>,
+    /// The options the socket has from its listener.
+    has: Inherited,
+    listed: Listed,
 }
 
 /// Runs the server until SIGTERM or SIGINT, then stops gracefully: new
@@ -76,6 +111,30 @@ pub fn run(cfg: Config) -> io::Result<()> {
             std::process::exit(0);
         })?;
     }
+    let workers = {
+        let settings = Settings {
+            name: "smtp-session",
+            stack: WORKER_STACK,
+            max: server.cfg.limits.max_connections.max(1),
+            warm: WARM_WORKERS,
+            idle: WORKER_IDLE,
+        };
+        Arc::new(Workers::new(settings, |job: Job| {
+            let Job {
+                conn,
+                stream,
+                has,
+                listed,
+            } = job;
+            if let Err(e) = drive(conn, &stream, has) {
+                Line::new("error")
+                    .kv("what", "connection")
+                    .kv("error", e)
+                    .emit();
+            }
+            drop(listed);
+        }))
+    };
     let mut acceptors = Vec::new();
     for (kind, addrs) in [
         (ListenerKind::Smtp, &server.cfg.listen.smtp),
@@ -89,11 +148,26 @@ pub fn run(cfg: Config) -> io::Result<()> {
                     format!("cannot listen on {addr} ({}): {e}", kind.as_str()),
                 )
             })?;
-            server.log_listening(kind.as_str(), listener.local_addr()?);
-            let (server, live) = (Arc::clone(&server), Arc::clone(&live));
-            acceptors.push(thread::spawn(move || {
-                accept_loop(&server, &live, &listener, kind)
-            }));
+            let bound = listener.local_addr()?;
+            server.log_listening(kind.as_str(), bound);
+            // The session's first read waits for a command.
+            let timeout = server.cfg.timeouts.command;
+            let options = ListenerOptions::set(&listener, Some(timeout), Some(timeout));
+            let mut acceptor = Acceptor {
+                server: Arc::clone(&server),
+                live: Arc::clone(&live),
+                workers: Arc::clone(&workers),
+                kind,
+                // A socket accepted on a wildcard address has its own local
+                // address; on any other, the listener's.
+                local: (!bound.ip().is_unspecified()).then_some(bound),
+                options,
+            };
+            acceptors.push(
+                thread::Builder::new()
+                    .name(format!("accept-{}", kind.as_str()))
+                    .spawn(move || acceptor.run(&listener))?,
+            );
         }
     }
     for a in acceptors {
@@ -102,80 +176,98 @@ pub fn run(cfg: Config) -> io::Result<()> {
     Ok(())
 }
 
-fn accept_loop(server: &Arc<Server>, live: &Arc<Live>, listener: &TcpListener, kind: ListenerKind) {
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => spawn_connection(server, live, stream, kind),
-            Err(e) => {
-                Line::new("error")
-                    .kv("what", "accept")
-                    .kv("error", e)
-                    .emit();
-                // Out of file descriptors and the like: breathe, then go on.
-                thread::sleep(Duration::from_millis(100));
+/// The accepting side of one listener.
+struct Acceptor {
+    server: Arc<Server>,
+    live: Arc<Live>,
+    workers: Arc<Workers<Job>>,
+    kind: ListenerKind,
+    /// The local address of every accepted socket, when it is known.
+    local: Option<SocketAddr>,
+    /// The socket options accepted sockets inherit.
+    options: ListenerOptions,
+}
+
+impl Acceptor {
+    fn run(&mut self, listener: &TcpListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, remote)) => self.admit(stream, remote),
+                Err(e) => {
+                    Line::new("error")
+                        .kv("what", "accept")
+                        .kv("error", e)
+                        .emit();
+                    // Out of file descriptors and the like: breathe, then go on.
+                    thread::sleep(Duration::from_millis(100));
+                }
             }
         }
     }
-}
 
-fn spawn_connection(
-    server: &Arc<Server>,
-    live: &Arc<Live>,
-    mut stream: TcpStream,
-    kind: ListenerKind,
-) {
-    let (Ok(remote), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-        return;
-    };
-    let peer = Peer {
-        remote,
-        local,
-        listener: kind,
-    };
-    let conn = match server.admit(peer) {
-        Ok(conn) => conn,
-        Err(reply) => {
-            let _ = stream.write_all(&reply);
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
-    };
-    let live = Arc::clone(live);
-    let spawned = thread::Builder::new()
-        .name(format!("smtp-{}", conn.id()))
-        .stack_size(CONNECTION_STACK)
-        .spawn(move || {
-            let key = live.add(&stream);
-            if let Err(e) = drive(conn, stream) {
-                Line::new("error")
-                    .kv("what", "connection")
-                    .kv("error", e)
-                    .emit();
+    /// Admits a connection and hands it to a session worker, or sends the
+    /// refusal and closes it.
+    fn admit(&mut self, mut stream: TcpStream, remote: SocketAddr) {
+        let local = match self.local {
+            Some(local) => local,
+            None => match stream.local_addr() {
+                Ok(local) => local,
+                Err(_) => return,
+            },
+        };
+        let peer = Peer {
+            remote,
+            local,
+            listener: self.kind,
+        };
+        let conn = match self.server.admit(peer) {
+            Ok(conn) => conn,
+            Err(reply) => {
+                let _ = stream.write_all(&reply);
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
             }
-            live.remove(key);
-        });
-    if let Err(e) = spawned {
-        Line::new("error").kv("what", "spawn").kv("error", e).emit();
+        };
+        let has = self.options.of(&stream);
+        let stream = Arc::new(stream);
+        // Registered before a worker takes it, so a stop that begins
+        // meanwhile ends its first read too.
+        let listed = self.live.add(&stream);
+        let job = Job {
+            conn,
+            stream,
+            has,
+            listed,
+        };
+        if let Err(e) = self.workers.submit(job) {
+            Line::new("error").kv("what", "spawn").kv("error", e).emit();
+        }
     }
 }
 
 /// Runs one session over a blocking socket until it closes.
-fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+/// `has` tells which socket options the listener passed on already.
+fn drive(mut conn: Connection, mut stream: &TcpStream, has: Inherited) -> io::Result<()> {
+    if !has.nodelay {
+        stream.set_nodelay(true)?;
+    }
     // A client that stops reading must not pin a thread forever.
-    stream.set_write_timeout(Some(conn.config().timeouts.command))?;
+    let send = Some(conn.config().timeouts.command);
+    if has.send != send {
+        stream.set_write_timeout(send)?;
+    }
     let mut link = conn.link().map_err(io::Error::other)?;
     let mut session = conn.new_session(Instant::now(), &link);
     let mut buf = vec![0u8; READ_BUFFER];
     let mut out = Vec::with_capacity(1024);
     let mut wire = Vec::with_capacity(1024);
     let mut body = Vec::new();
-    // The read timeout the socket has now (outer None: not set yet).
-    let mut armed: Option<Option<Duration>> = None;
+    // The read timeout the socket has now (outer None: not known).
+    let mut armed: Option<Option<Duration>> = has.recv.map(Some);
     loop {
         let io = Io {
             link: &mut link,
-            stream: &mut stream,
+            stream,
             out: &mut out,
             wire: &mut wire,
         };
@@ -183,7 +275,7 @@ fn drive(mut conn: Connection, mut stream: TcpStream) -> io::Result<()> {
         if session.is_closed() {
             link.close(&mut wire);
             let _ = stream.write_all(&wire);
-            linger_close(&mut stream);
+            linger_close(stream);
             return Ok(());
         }
         if !link.pending().is_empty() {
@@ -254,7 +346,7 @@ fn close_enough(set: Option<Duration>, want: Option<Duration>) -> bool {
 /// The byte path of one connection, borrowed for a drain.
 struct Io<'a> {
     link: &'a mut Link,
-    stream: &'a mut TcpStream,
+    stream: &'a TcpStream,
     /// The session's plaintext replies.
     out: &'a mut Vec<u8>,
     /// What goes on the socket.
@@ -275,7 +367,8 @@ fn drain(
             .outgoing(io.out, io.wire)
             .map_err(io::Error::other)?;
         if !io.wire.is_empty() {
-            let sent = io.stream.write_all(io.wire);
+            let mut socket = io.stream;
+            let sent = socket.write_all(io.wire);
             io.wire.clear();
             sent?;
         }
@@ -313,8 +406,13 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// kept talking after 421) makes the kernel send a reset, which can destroy
 /// the final reply before the client reads it. So: half-close, then drain
 /// the client's leftovers for a bounded time.
-fn linger_close(stream: &mut TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
+fn linger_close(mut stream: &TcpStream) {
+    if let Err(e) = stream.shutdown(Shutdown::Write) {
+        // The client is gone (it reset the connection): nothing to drain.
+        if e.kind() == io::ErrorKind::NotConnected {
+            return;
+        }
+    }
     let deadline = Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
     let mut drained = 0;

@@ -56,6 +56,26 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Opens a directory for [`sync_handle`], to fsync it again and again
+/// without opening it each time (see `group_sync`).
+pub(crate) fn open_dir(dir: &Path) -> io::Result<File> {
+    File::open(dir)
+}
+
+/// Fsyncs a directory opened by [`open_dir`]: as [`sync_dir`], for every
+/// entry changed before the call, including those changed after the open.
+pub(crate) fn sync_handle(dir: &File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        dir.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
 /// Removes a file; a file that is already gone is not an error.
 pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {

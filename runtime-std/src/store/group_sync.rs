@@ -27,10 +27,17 @@
 //! that someone else takes anyway (a receiving session's commit), runs one
 //! itself only when none comes, and then unlinks the files whose barrier
 //! has passed. While mail arrives, removals thus cost no fsync at all.
+//!
+//! The directory is opened once, at the first barrier, and that handle
+//! serves every later one: `fsync` acts on the directory's inode, so it
+//! covers entries changed after the handle was opened. A barrier thus
+//! costs one `fsync` and no `open`/`close`. A failed open is retried at
+//! the next barrier.
 
+use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use super::fsutil;
@@ -53,6 +60,8 @@ const RETRY: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub(crate) struct GroupSync {
     dir: PathBuf,
+    /// The directory, opened at the first barrier and kept.
+    handle: OnceLock<File>,
     state: Mutex<State>,
     done: Condvar,
     /// Wakes the background thread: removals are waiting.
@@ -127,6 +136,7 @@ impl GroupSync {
     pub(crate) fn new(dir: PathBuf, background: bool) -> Self {
         Self {
             dir,
+            handle: OnceLock::new(),
             state: Mutex::new(State::default()),
             done: Condvar::new(),
             work: Condvar::new(),
@@ -198,7 +208,7 @@ impl GroupSync {
             st.syncs += 1;
             let number = st.started;
             drop(st);
-            let result = fsutil::sync_dir(&self.dir);
+            let result = self.sync_dir();
             st = self.lock();
             st.running = false;
             st.finished = number;
@@ -208,6 +218,16 @@ impl GroupSync {
             }
             self.done.notify_all();
         }
+    }
+
+    /// Fsyncs the directory through the handle kept for it (opened now
+    /// if this is the first barrier). Only the leader calls this.
+    fn sync_dir(&self) -> io::Result<()> {
+        if let Some(dir) = self.handle.get() {
+            return fsutil::sync_handle(dir);
+        }
+        let dir = fsutil::open_dir(&self.dir)?;
+        fsutil::sync_handle(self.handle.get_or_init(|| dir))
     }
 
     /// Unlinks `path` once an fsync of the directory that started after
@@ -471,6 +491,19 @@ mod tests {
         g.flush().unwrap();
         assert!(!f.exists());
         assert!(g.lock().deferred.is_empty());
+    }
+
+    #[test]
+    fn the_directory_is_opened_once_and_kept() {
+        let t = TestDir::new("group-sync-handle");
+        let (dir, moved) = (t.path().join("q"), t.path().join("q-moved"));
+        std::fs::create_dir(&dir).unwrap();
+        let g = GroupSync::new(dir.clone(), false);
+        g.sync().unwrap();
+        // Opening by path again would fail now; the kept handle does not.
+        std::fs::rename(&dir, &moved).unwrap();
+        g.sync().unwrap();
+        assert_eq!(g.counts(), (2, 2));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! pids) and restarts (the clock has moved on), short, file-name safe.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHIJKLMNOPQRSTUV";
@@ -14,6 +15,10 @@ const PID_CHARS: u32 = 5;
 
 /// The last time value handed out by this process.
 static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// This process's id, asked once (`getpid` is a system call each time;
+/// hato never forks, so it cannot change).
+static PID: OnceLock<u32> = OnceLock::new();
 
 /// Returns a new queue id (16 characters).
 pub(crate) fn new_queue_id() -> String {
@@ -30,7 +35,11 @@ pub(crate) fn new_queue_id() -> String {
     let micros = now.max(prev.saturating_add(1));
     let mut id = String::with_capacity((TIME_CHARS + PID_CHARS) as usize);
     push_base32(&mut id, micros, TIME_CHARS);
-    push_base32(&mut id, u64::from(std::process::id()), PID_CHARS);
+    push_base32(
+        &mut id,
+        u64::from(*PID.get_or_init(std::process::id)),
+        PID_CHARS,
+    );
     id
 }
 

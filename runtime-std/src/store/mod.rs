@@ -50,8 +50,9 @@ use hato_core::queue::is_valid_queue_id;
 use crate::log;
 use group_sync::GroupSync;
 
-/// The most Maildir `new/` barriers kept (one per mailbox in use).
-const MAX_NEW_DIR_BARRIERS: usize = 4096;
+/// The most Maildir `new/` barriers kept (one per mailbox in use, each
+/// holding its directory open).
+const MAX_NEW_DIR_BARRIERS: usize = 256;
 
 pub(crate) use fsutil::remove_if_exists as remove_file_if_exists;
 pub use policy::POLICY_FILE;
@@ -175,7 +176,8 @@ impl Store {
         let barrier = {
             let mut dirs = self.new_dirs.lock().unwrap_or_else(PoisonError::into_inner);
             if dirs.len() >= MAX_NEW_DIR_BARRIERS {
-                // Bounded: a site with more mailboxes than this starts over.
+                // Bounded (open directories): a site with more mailboxes in
+                // use than this starts over.
                 dirs.clear();
             }
             Arc::clone(
