@@ -54,20 +54,20 @@ pub enum Intake {
 }
 
 impl Intake {
-    /// Starts receiving `env`: held in memory when [`eligible`], else
-    /// spooled.
+    /// Starts receiving `env` in memory (it is [`eligible`]); no disk work.
+    pub fn held(env: Box<QueueEnvelope>) -> Self {
+        Self::Held {
+            env,
+            body: Vec::new(),
+        }
+    }
+
+    /// Starts receiving `env` into its spool file.
     ///
     /// # Errors
     /// The spool file cannot be created.
-    pub fn start(store: &Store, cfg: &Config, env: Box<QueueEnvelope>) -> io::Result<Self> {
-        if eligible(cfg, &env) {
-            Ok(Self::Held {
-                env,
-                body: Vec::new(),
-            })
-        } else {
-            store.spool(&env).map(Self::Spooled)
-        }
+    pub fn spooled(store: &Store, env: &QueueEnvelope) -> io::Result<Self> {
+        store.spool(env).map(Self::Spooled)
     }
 
     /// Appends message data; a held message that outgrows one chunk moves
@@ -236,7 +236,8 @@ mod tests {
         let cfg = Config::defaults("mail.example.test");
         let env = Box::new(envelope(&store, &["b@example.test"]));
         let id = env.id.clone();
-        let mut intake = Intake::start(&store, &cfg, env).unwrap();
+        assert!(eligible(&cfg, &env));
+        let mut intake = Intake::held(env);
         intake
             .write(&store, b"Subject: x\r\n\r\nsmall\r\n")
             .unwrap();

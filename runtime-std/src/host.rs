@@ -291,6 +291,10 @@ pub enum Work {
     None,
     /// Open a spool file for this envelope, then answer `DataStart`.
     OpenSpool(Box<QueueEnvelope>),
+    /// Hold this envelope's data in memory for direct delivery (see
+    /// `direct`), then answer `DataStart`: no disk work until the end of
+    /// data, so a front end need not leave its event loop for it.
+    Hold(Box<QueueEnvelope>),
     /// Make the spooled message durable, then answer `DataEnd`.
     Commit,
     /// Delete the spool file of a refused or cut-off message.
@@ -311,7 +315,7 @@ pub enum Work {
 impl Work {
     /// Tells whether [`Connection::perform`] would touch the disk.
     pub fn blocks(&self) -> bool {
-        !matches!(self, Self::None | Self::Answer(_))
+        !matches!(self, Self::None | Self::Answer(_) | Self::Hold(_))
     }
 }
 
@@ -457,7 +461,11 @@ impl Connection {
                     recipients: env.recipients.clone(),
                     size: 0,
                 });
-                Work::OpenSpool(Box::new(env))
+                if direct::eligible(&self.server.cfg, &env) {
+                    Work::Hold(Box::new(env))
+                } else {
+                    Work::OpenSpool(Box::new(env))
+                }
             }
             Event::DataEnd { size } => {
                 if let Some(q) = &mut self.queued {
@@ -623,7 +631,15 @@ impl Connection {
                 &user,
                 &password.0,
             ))),
-            Work::OpenSpool(env) => Some(self.open_spool(env)),
+            Work::OpenSpool(env) => {
+                let (id, date) = (env.id.clone(), env.received);
+                let intake = Intake::spooled(&self.server.store, &env);
+                Some(self.begin_data(id, date, intake))
+            }
+            Work::Hold(env) => {
+                let (id, date) = (env.id.clone(), env.received);
+                Some(self.begin_data(id, date, Ok(Intake::held(env))))
+            }
             Work::Commit => Some(self.commit()),
             Work::Discard => {
                 if let Some(intake) = self.intake.take() {
@@ -650,9 +666,14 @@ impl Connection {
         }
     }
 
-    fn open_spool(&mut self, env: Box<QueueEnvelope>) -> Verdict {
-        let (queue_id, date) = (env.id.clone(), env.received);
-        match Intake::start(&self.server.store, &self.server.cfg, env) {
+    /// Takes the message's intake (held or spooled) and answers DATA.
+    fn begin_data(
+        &mut self,
+        queue_id: String,
+        date: UnixTime,
+        intake: io::Result<Intake>,
+    ) -> Verdict {
+        match intake {
             Ok(intake) => {
                 self.intake = Some(intake);
                 self.spool_error = None;
