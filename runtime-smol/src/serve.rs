@@ -1,13 +1,13 @@
-//! The async serve loop: one task per connection on a smol executor, a
-//! timer per session from `poll_timeout`, and the shared blocking work
-//! (spool writes, fsync, password checks) moved off the executor with
-//! `smol::unblock`. Bytes pass through the shared
+//! The async serve loop: one task per connection on a smol executor
+//! (one thread), a timer per session from `poll_timeout` (re-armed
+//! lazily, see `LazyTimer`), and the shared blocking work (spool writes,
+//! fsync, password checks) moved off the executor with `smol::unblock`. Bytes pass through the shared
 //! [`Link`](hato_runtime_std::link::Link) (plaintext or TLS).
 //! `TCP_NODELAY` is set on the listener and inherited by its sockets
 //! ([`hato_runtime_std::inherited`]); the local address of a connection is
 //! the listener's unless it listens on a wildcard address.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,21 +83,18 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
         );
         ex.spawn(task).detach();
     }
-    // One executor thread per core; blocking work goes to smol's pool.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut workers = Vec::new();
-    for _ in 1..threads {
-        let ex = Arc::clone(&ex);
-        workers.push(std::thread::spawn(move || {
-            smol::block_on(ex.run(smol::future::pending::<()>()));
-        }));
-    }
+    // One executor thread: sessions, TLS and timers run here; disk work
+    // and password checks go to smol's blocking pool. A second executor
+    // thread cost more than it gave on the two-core machines hato is for:
+    // tasks woken on one thread and run on the other, each hand-over a
+    // futex wake, made a single session ~20 % slower (bench/notes.md).
     smol::block_on(ex.run(async {
         let _ = stop.recv().await;
+        // The executor keeps running the sessions' tasks while the stop
+        // waits for them on the blocking pool.
+        let server = Arc::clone(&server);
+        smol::unblock(move || server.finish_stop()).await;
     }));
-    // The other executor threads keep the sessions' tasks running while
-    // finish_stop waits for them.
-    server.finish_stop();
     Ok(())
 }
 
@@ -220,6 +217,7 @@ async fn drive(
     let mut out = Vec::new();
     let mut wire = Vec::new();
     let mut body = Vec::new();
+    let mut timer = LazyTimer::default();
     loop {
         let io = Io {
             link: &mut link,
@@ -252,13 +250,10 @@ async fn drive(
             }
             continue;
         }
-        let deadline = session.poll_timeout().map(|(d, _)| d);
+        timer.arm(session.poll_timeout().map(|(d, _)| d));
         let wake = async { Wake::Read(stream.read(&mut buf).await) }
             .or(async {
-                match deadline {
-                    Some(d) => Timer::at(d).await,
-                    None => Timer::never().await,
-                };
+                timer.fired().await;
                 Wake::Timeout
             })
             .or(async {
@@ -282,7 +277,57 @@ async fn drive(
             }
             Wake::Read(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Wake::Read(Err(_)) => session.handle_eof(Instant::now()),
-            Wake::Timeout => session.handle_timeout(Instant::now()),
+            Wake::Timeout => {
+                // The timer may be armed for an earlier deadline than the
+                // session's current one (see `LazyTimer`).
+                let now = Instant::now();
+                if session.poll_timeout().is_some_and(|(d, _)| d <= now) {
+                    session.handle_timeout(now);
+                }
+            }
+        }
+    }
+}
+
+/// A session's timer, re-armed only when its deadline comes sooner.
+///
+/// Every command moves the session's deadline (the command timeout starts
+/// again), and registering a timer with async-io's reactor wakes the
+/// reactor thread. So the timer stays armed for the deadline it has while
+/// the new one is later: it then fires early, the loop sees that the
+/// session's deadline is still ahead, and arms it for that. A connection
+/// registers a timer about once per timeout period, not once per command.
+#[derive(Default)]
+struct LazyTimer {
+    timer: Option<Timer>,
+    /// The deadline the timer is armed for, until it fires.
+    armed: Option<Instant>,
+}
+
+impl LazyTimer {
+    /// Makes sure the timer fires no later than `deadline`.
+    fn arm(&mut self, deadline: Option<Instant>) {
+        let Some(deadline) = deadline else {
+            return;
+        };
+        if self.armed.is_some_and(|armed| armed <= deadline) {
+            return;
+        }
+        match &mut self.timer {
+            Some(timer) => timer.set_at(deadline),
+            None => self.timer = Some(Timer::at(deadline)),
+        }
+        self.armed = Some(deadline);
+    }
+
+    /// Completes when the armed deadline passes; never when none is armed.
+    async fn fired(&mut self) {
+        match (&mut self.timer, self.armed) {
+            (Some(timer), Some(_)) => {
+                timer.await;
+                self.armed = None;
+            }
+            _ => smol::future::pending().await,
         }
     }
 }
@@ -298,13 +343,30 @@ struct Io<'a> {
     write_timeout: Duration,
 }
 
+/// Writes `bytes`: at once while the socket takes them (replies are small
+/// and usually fit its buffer, so no timer is registered), else waiting
+/// for the socket with `write_timeout` as the bound.
 async fn write_all(
     stream: &mut Async<TcpStream>,
     bytes: &[u8],
     write_timeout: Duration,
 ) -> io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // The socket is non-blocking (Async made it so).
+        match stream.get_ref().write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
     stream
-        .write_all(bytes)
+        .write_all(rest)
         .or(async {
             Timer::after(write_timeout).await;
             Err(io::ErrorKind::TimedOut.into())
