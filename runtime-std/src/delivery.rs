@@ -905,7 +905,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::store::testdir::{envelope, TestDir};
+    use crate::store::testdir::{envelope, wait_until, TestDir};
 
     fn setup(name: &str) -> (TestDir, Arc<Store>, Arc<Config>) {
         let t = TestDir::new(name);
@@ -933,19 +933,21 @@ mod tests {
         Destination::Local(a.into())
     }
 
+    /// A restart after a crash: opens the data directory again, starts
+    /// local delivery, waits until it has emptied the queue by itself.
+    fn restart_until_empty(store: &Store, cfg: Arc<Config>) -> Arc<Store> {
+        let store = Arc::new(Store::open(store.data_dir()).unwrap());
+        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
+        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
+        drop(handle);
+        store
+    }
+
     fn new_mail(store: &Store, domain: &str, user: &str) -> Vec<PathBuf> {
         let dir = store.mailbox_root().join(domain).join(user).join("new");
         fs::read_dir(dir)
             .map(|d| d.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default()
-    }
-
-    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            thread::sleep(Duration::from_millis(10));
-        }
     }
 
     #[test]
@@ -1003,11 +1005,8 @@ mod tests {
         );
         // The crash: bob was delivered and recorded, carol not yet.
         store.mark_delivered(&id, 0).unwrap();
-        let store = Arc::new(Store::open(store.data_dir()).unwrap());
-        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
         // No submit: the restarted agent finds the message by itself.
-        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
-        drop(handle);
+        let store = restart_until_empty(&store, cfg);
         assert!(new_mail(&store, "example.org", "bob").is_empty());
         assert_eq!(new_mail(&store, "example.org", "carol").len(), 1);
     }
@@ -1031,10 +1030,7 @@ mod tests {
             &b"x"[..],
         )
         .unwrap();
-        let store = Arc::new(Store::open(store.data_dir()).unwrap());
-        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
-        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
-        drop(handle);
+        let store = restart_until_empty(&store, cfg);
         let bob = new_mail(&store, "example.org", "bob");
         assert_eq!(bob.len(), 1);
         assert_eq!(file_name(&bob[0]), name);
@@ -1061,10 +1057,7 @@ mod tests {
         .unwrap();
         let progress = store.queue_dir().join(format!("{id}.done"));
         fs::write(&progress, format!("intent 0 {old}\n")).unwrap();
-        let store = Arc::new(Store::open(store.data_dir()).unwrap());
-        let handle = LocalDelivery::spawn_with(Arc::clone(&store), cfg, fast()).unwrap();
-        wait_until("the queue is empty", || store.queued().unwrap().is_empty());
-        drop(handle);
+        let store = restart_until_empty(&store, cfg);
         let bob = new_mail(&store, "example.org", "bob");
         assert_eq!(bob.len(), 1);
         assert_eq!(file_name(&bob[0]), old);

@@ -365,7 +365,7 @@ mod tests {
     use super::*;
     use crate::delivery::{LocalDelivery, RetryPolicy};
     use crate::lmtp_fake::{FakeLmtp, Script};
-    use crate::store::testdir::{envelope, TestDir};
+    use crate::store::testdir::{envelope, wait_until, TestDir};
     use crate::store::Store;
 
     fn env(to: &[&str]) -> QueueEnvelope {
@@ -515,14 +515,6 @@ mod tests {
         w.write(BODY).unwrap();
         w.commit().unwrap();
         env.id
-    }
-
-    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     fn lmtp_setup(name: &str, fake: &FakeLmtp) -> (TestDir, std::sync::Arc<Store>, Config) {

@@ -197,9 +197,9 @@ fn work<T>(shared: &Shared<T>) {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
-    use std::time::Instant;
 
     use super::*;
+    use crate::store::testdir::wait_until;
 
     fn settings(max: usize, warm: usize, idle: Duration) -> Settings {
         Settings {
@@ -208,14 +208,6 @@ mod tests {
             max,
             warm,
             idle,
-        }
-    }
-
-    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting: {what}");
-            thread::sleep(Duration::from_millis(2));
         }
     }
 

@@ -55,3 +55,17 @@ pub fn load(name: &str) -> Result<Transcript, String> {
         std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
     Transcript::parse(name, &text).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// Runs each named `fn(Binary)` as two tests, `hato::NAME` and
+/// `hato_smol::NAME`, one against each binary.
+#[macro_export]
+macro_rules! both_binaries {
+    ($($name:ident),* $(,)?) => {
+        mod hato {
+            $(#[test] fn $name() { super::$name($crate::server::Binary::Hato); })*
+        }
+        mod hato_smol {
+            $(#[test] fn $name() { super::$name($crate::server::Binary::HatoSmol); })*
+        }
+    };
+}

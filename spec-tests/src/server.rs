@@ -492,20 +492,9 @@ impl Server {
     /// Waits until `queue/` is empty (every message finished), at most
     /// `timeout`; panics with the log otherwise.
     pub fn wait_queue_empty(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let files = self.data.queue_files().unwrap_or_default();
-            if files.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: queue not empty: {files:?}\n{}",
-                self.binary.name(),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_until("queue/ is empty", timeout, || {
+            self.data.queue_files().unwrap_or_default().is_empty()
+        });
     }
 
     /// Waits for the first message in `address`'s Maildir, at most

@@ -183,24 +183,10 @@ fn transactions_per_connection(binary: Binary) {
     );
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[test]
-            fn hato() {
-                $name(Binary::Hato);
-            }
-            #[test]
-            fn hato_smol() {
-                $name(Binary::HatoSmol);
-            }
-        }
-    };
-}
-
-both!(connection_flood_per_host);
-both!(connection_flood_global);
-both!(greet_pause_and_early_talker);
-both!(dictionary_attack_is_throttled);
-both!(transactions_per_connection);
+hato_spec_tests::both_binaries!(
+    connection_flood_per_host,
+    connection_flood_global,
+    greet_pause_and_early_talker,
+    dictionary_attack_is_throttled,
+    transactions_per_connection,
+);

@@ -154,32 +154,8 @@ fn an_unwritable_maildir_queues_the_rest(binary: Binary) {
     );
 }
 
-#[test]
-fn small_local_mail_is_delivered_before_the_250_hato() {
-    small_local_mail_is_delivered_before_the_250(Binary::Hato);
-}
-
-#[test]
-fn small_local_mail_is_delivered_before_the_250_hato_smol() {
-    small_local_mail_is_delivered_before_the_250(Binary::HatoSmol);
-}
-
-#[test]
-fn a_large_message_takes_the_queue_hato() {
-    a_large_message_takes_the_queue(Binary::Hato);
-}
-
-#[test]
-fn a_large_message_takes_the_queue_hato_smol() {
-    a_large_message_takes_the_queue(Binary::HatoSmol);
-}
-
-#[test]
-fn an_unwritable_maildir_queues_the_rest_hato() {
-    an_unwritable_maildir_queues_the_rest(Binary::Hato);
-}
-
-#[test]
-fn an_unwritable_maildir_queues_the_rest_hato_smol() {
-    an_unwritable_maildir_queues_the_rest(Binary::HatoSmol);
-}
+hato_spec_tests::both_binaries!(
+    small_local_mail_is_delivered_before_the_250,
+    a_large_message_takes_the_queue,
+    an_unwritable_maildir_queues_the_rest,
+);

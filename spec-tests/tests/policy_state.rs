@@ -253,18 +253,7 @@ fn duplicates_are_delivered_once(binary: Binary) {
     );
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod hato {
-            $(#[test] fn $name() { super::$name(hato_spec_tests::server::Binary::Hato); })*
-        }
-        mod hato_smol {
-            $(#[test] fn $name() { super::$name(hato_spec_tests::server::Binary::HatoSmol); })*
-        }
-    };
-}
-
-both!(
+hato_spec_tests::both_binaries!(
     rate_limit_survives_a_restart,
     spam_trap_blocks_the_client,
     deny_from_network_refuses_at_connect,

@@ -271,12 +271,7 @@ mod tests {
         assert_eq!(w.body_len(), body.len() as u64);
         w.commit().unwrap();
         assert_eq!(store.read_envelope(&env.id).unwrap(), env);
-        let mut back = Vec::new();
-        store
-            .open_body(&env.id)
-            .unwrap()
-            .read_to_end(&mut back)
-            .unwrap();
+        let back = body_of(&store, &env.id);
         assert_eq!(back, body);
         #[cfg(unix)]
         {
@@ -300,12 +295,7 @@ mod tests {
         assert!(!progress.exists());
         assert!(store.has_no_progress(&env.id));
         assert_eq!(store.read_envelope(&env.id).unwrap(), env);
-        let mut back = Vec::new();
-        store
-            .open_body(&env.id)
-            .unwrap()
-            .read_to_end(&mut back)
-            .unwrap();
+        let back = body_of(&store, &env.id);
         assert!(back.is_empty());
         // The first line creates it.
         store.mark_delivered(&env.id, 0).unwrap();
@@ -347,16 +337,17 @@ mod tests {
         second.write(b"second").unwrap();
         let err = second.commit().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
-        let mut back = Vec::new();
-        store
-            .open_body(&env.id)
-            .unwrap()
-            .read_to_end(&mut back)
-            .unwrap();
+        let back = body_of(&store, &env.id);
         assert_eq!(back, b"first");
         assert!(!store.incoming.join(&env.id).exists());
         let mut bad = env.clone();
         bad.id = "../../etc".into();
         assert!(store.spool(&bad).is_err());
+    }
+
+    fn body_of(store: &Store, id: &str) -> Vec<u8> {
+        let mut back = Vec::new();
+        store.open_body(id).unwrap().read_to_end(&mut back).unwrap();
+        back
     }
 }

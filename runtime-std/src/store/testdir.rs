@@ -1,4 +1,5 @@
-//! A temporary directory for tests, removed when dropped.
+//! Test helpers of the crate: a temporary directory removed when dropped,
+//! a queue envelope, and waiting for a condition.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -56,5 +57,17 @@ pub(crate) fn envelope(store: &Store, to: &[Destination]) -> QueueEnvelope {
                 destination: d.clone(),
             })
             .collect(),
+    }
+}
+
+/// Waits until `cond` holds, at most 10 s; panics naming `what` otherwise.
+pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
