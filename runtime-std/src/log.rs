@@ -33,11 +33,17 @@ impl Line {
     /// `=` or control characters (which are escaped, so one event is one line).
     #[must_use]
     pub fn kv(mut self, key: &str, value: impl fmt::Display) -> Self {
-        let value = value.to_string();
         self.text.push(' ');
         self.text.push_str(key);
         self.text.push('=');
-        push_value(&mut self.text, &value);
+        // Formatted in place; only a value that needs quoting is moved
+        // out and written again (no String per value otherwise).
+        let start = self.text.len();
+        let _ = write!(self.text, "{value}");
+        if !is_plain(&self.text[start..]) {
+            let raw = self.text.split_off(start);
+            push_quoted(&mut self.text, &raw);
+        }
         self
     }
 
@@ -62,15 +68,15 @@ impl Line {
     }
 }
 
-fn push_value(out: &mut String, value: &str) {
-    let plain = !value.is_empty()
+/// Whether `value` can stand unquoted after `key=`.
+fn is_plain(value: &str) -> bool {
+    !value.is_empty()
         && value
             .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=');
-    if plain {
-        out.push_str(value);
-        return;
-    }
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=')
+}
+
+fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
     for c in value.chars() {
         match c {
@@ -96,11 +102,13 @@ mod tests {
         let l = Line::new("refuse")
             .kv("peer", "192.0.2.1")
             .kv("reason", "unknown local user <x@y>")
-            .kv("helo", "a\"b\r\nc");
+            .kv("helo", "a\"b\r\nc")
+            .kv("empty", "")
+            .kv("n", 42);
         let s = l.as_str();
         assert!(s.starts_with("time="));
         assert!(s.ends_with(
-            r#" event=refuse peer=192.0.2.1 reason="unknown local user <x@y>" helo="a\"b\r\nc""#
+            r#" event=refuse peer=192.0.2.1 reason="unknown local user <x@y>" helo="a\"b\r\nc" empty="" n=42"#
         ));
     }
 }
