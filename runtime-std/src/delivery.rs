@@ -738,7 +738,7 @@ impl Agent {
                 Some((_, e)) => {
                     log::Line::new("defer")
                         .kv("id", &id)
-                        .kv("to", original(&a.env, copy.idx))
+                        .kv("to", original(&a.env.recipients, copy.idx))
                         .kv("reason", format!("cannot sync {}: {e}", dir.display()))
                         .emit();
                     a.local_failed = true;
@@ -769,7 +769,7 @@ impl Agent {
                 Err(e) => {
                     log::Line::new("defer")
                         .kv("id", &id)
-                        .kv("to", original(&a.env, copy.idx))
+                        .kv("to", original(&a.env.recipients, copy.idx))
                         .kv(
                             "reason",
                             format!("delivered ({file}) but cannot record it yet: {e}"),
@@ -835,13 +835,14 @@ impl Agent {
             Some(Destination::Local(address)) => address.as_str(),
             _ => "",
         };
-        log::Line::new("deliver")
-            .kv("id", &env.id)
-            .kv("to", original(env, copy.idx))
-            .kv("mailbox", address)
-            .kv("file", file)
-            .opt("recovered", copy.recovered.then_some("yes"))
-            .emit();
+        let how = copy.recovered.then_some("recovered");
+        log_maildir_delivery(
+            &env.id,
+            original(&env.recipients, copy.idx),
+            address,
+            file,
+            how,
+        );
     }
 
     fn failed(&mut self, id: &str, why: &str) {
@@ -886,8 +887,30 @@ struct Copy {
 }
 
 /// The forward-path of recipient `idx` as the client gave it.
-fn original(env: &QueueEnvelope, idx: usize) -> &str {
-    env.recipients.get(idx).map_or("", |r| r.original.as_str())
+pub(crate) fn original(recipients: &[hato_core::queue::QueuedRecipient], idx: usize) -> &str {
+    recipients.get(idx).map_or("", |r| r.original.as_str())
+}
+
+/// Logs one copy written into a Maildir (`event=deliver`), by this role
+/// or by direct delivery; `how` names a `KEY=yes` flag (`recovered`,
+/// `direct`).
+pub(crate) fn log_maildir_delivery(
+    id: &str,
+    to: &str,
+    mailbox: &str,
+    file: &str,
+    how: Option<&str>,
+) {
+    let line = log::Line::new("deliver")
+        .kv("id", id)
+        .kv("to", to)
+        .kv("mailbox", mailbox)
+        .kv("file", file);
+    match how {
+        Some(flag) => line.kv(flag, "yes"),
+        None => line,
+    }
+    .emit();
 }
 
 fn is_local(r: &hato_core::queue::QueuedRecipient) -> bool {

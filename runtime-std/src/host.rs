@@ -42,7 +42,7 @@ use hato_core::tls::TlsError;
 
 use crate::auth::Authenticator;
 use crate::control::{ControlServer, DataDirLock};
-use crate::delivery::{DeliveryHandle, LocalDelivery};
+use crate::delivery::{log_maildir_delivery, original, DeliveryHandle, LocalDelivery};
 use crate::direct::{self, Intake};
 use crate::dkim::{load_signing_keys, DkimKeys};
 use crate::dns::DnsClient;
@@ -764,10 +764,7 @@ impl Connection {
             self.mark_duplicate(q, &dups.message_id, idx);
         }
         self.log_direct(q, &out.delivered);
-        let to = q
-            .recipients
-            .get(failed_idx)
-            .map_or("", |r| r.original.as_str());
+        let to = original(&q.recipients, failed_idx);
         self.line("defer")
             .kv("id", &q.id)
             .kv("to", to)
@@ -793,14 +790,8 @@ impl Connection {
     /// logs its own.
     fn log_direct(&self, q: &QueuedInfo, delivered: &[direct::Delivered]) {
         for d in delivered {
-            let to = q.recipients.get(d.idx).map_or("", |r| r.original.as_str());
-            Line::new("deliver")
-                .kv("id", &q.id)
-                .kv("to", to)
-                .kv("mailbox", &d.mailbox)
-                .kv("file", &d.file)
-                .kv("direct", "yes")
-                .emit();
+            let to = original(&q.recipients, d.idx);
+            log_maildir_delivery(&q.id, to, &d.mailbox, &d.file, Some("direct"));
         }
     }
 
@@ -811,7 +802,7 @@ impl Connection {
         match self.server.store.mark_delivered(&q.id, idx) {
             Ok(()) => self.log_duplicate(q, message_id, idx),
             Err(e) => {
-                let to = q.recipients.get(idx).map_or("", |r| r.original.as_str());
+                let to = original(&q.recipients, idx);
                 self.line("error")
                     .kv("id", &q.id)
                     .kv("to", to)
@@ -825,7 +816,7 @@ impl Connection {
     }
 
     fn log_duplicate(&self, q: &QueuedInfo, message_id: &str, idx: usize) {
-        let to = q.recipients.get(idx).map_or("", |r| r.original.as_str());
+        let to = original(&q.recipients, idx);
         self.line("duplicate")
             .kv("id", &q.id)
             .kv("to", to)
