@@ -29,7 +29,7 @@
 //! every message; should one vanish (a mailbox removed by hand), the
 //! `ENOENT` of the next delivery makes it create them again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hato_core::directory::validate_mailbox_name;
 
 use super::fsutil;
+use super::group_sync::GroupSync;
 use super::owner::Owner;
 
 /// Returns the Maildir of `address` under `mailbox_root`, after checking
@@ -69,9 +70,22 @@ pub fn file_name(queue_id: &str, idx: usize, received: u64, hostname: &str) -> S
     format!("{}{host}", unique_part(queue_id, idx, received))
 }
 
-/// The Maildirs whose `tmp`, `new` and `cur` were created or found, shared
-/// by the writers of one store (delivery agents, direct delivery).
-pub type Known = Arc<Mutex<HashSet<PathBuf>>>;
+/// What the writers of one store (delivery agents, direct delivery) share
+/// about its Maildirs.
+pub type Known = Arc<Mutex<KnownMaildirs>>;
+
+/// The Maildirs made sure of, and the fsync barrier of each `new/` in use
+/// (see `Store::sync_maildir_new`).
+#[derive(Debug, Default)]
+pub struct KnownMaildirs {
+    /// Maildirs whose `tmp`, `new` and `cur` were created or found.
+    made: HashSet<PathBuf>,
+    /// One barrier per `new/`; each keeps its directory open, so a
+    /// Maildir made again (removed by hand while hato runs) drops its
+    /// barrier: the handle would name the removed directory, and an fsync
+    /// through it would not make renames into the new one durable.
+    pub(super) new_barriers: HashMap<PathBuf, Arc<GroupSync>>,
+}
 
 /// Writes messages into Maildirs: the mailbox root, the owner given to
 /// what it creates (`delivery.mailbox_owner`), and the Maildirs made sure
@@ -128,6 +142,7 @@ impl Writer {
         self.known
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .made
             .contains(dir)
     }
 
@@ -217,17 +232,18 @@ impl Writer {
     /// Creates the Maildir `dir` (and its domain directory) when missing,
     /// and remembers it.
     fn ensure(&mut self, dir: &Path) -> io::Result<()> {
-        let forget = |known: &Known| {
-            known
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(dir)
-        };
-        forget(&self.known);
+        {
+            // Forgotten before anything is created: a barrier made from
+            // now on opens the directory that is about to exist.
+            let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            known.made.remove(dir);
+            known.new_barriers.remove(&dir.join("new"));
+        }
         create_maildir(dir, self.owner)?;
         self.known
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .made
             .insert(dir.to_path_buf());
         Ok(())
     }

@@ -39,7 +39,6 @@ mod users_cache;
 #[cfg(test)]
 pub(crate) mod testdir;
 
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -77,12 +76,10 @@ pub struct Store {
     /// Messages known to have no progress file, or one whose name may not
     /// be durable yet (see `progress`).
     progress_known: Arc<Mutex<progress::Known>>,
-    /// The Maildirs made sure of, shared by every [`maildir::Writer`] of
-    /// this store ([`Store::maildir_writer`]).
+    /// The Maildirs made sure of and their `new/` fsync barriers, shared
+    /// by every [`maildir::Writer`] of this store
+    /// ([`Store::maildir_writer`], [`Store::sync_maildir_new`]).
     maildirs: maildir::Known,
-    /// One shared fsync barrier per Maildir `new/` (see
-    /// [`Store::sync_maildir_new`]).
-    new_dirs: Mutex<HashMap<PathBuf, Arc<GroupSync>>>,
 }
 
 impl Store {
@@ -131,7 +128,6 @@ impl Store {
             owner: None,
             progress_known: Arc::default(),
             maildirs: maildir::Known::default(),
-            new_dirs: Mutex::default(),
         };
         for dir in [&store.incoming, &store.mailboxes, &store.state] {
             fsutil::create_private_dir_all(dir)?;
@@ -174,7 +170,8 @@ impl Store {
     /// The fsync failed.
     pub fn sync_maildir_new(&self, new: &Path) -> io::Result<()> {
         let barrier = {
-            let mut dirs = self.new_dirs.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut known = self.maildirs.lock().unwrap_or_else(PoisonError::into_inner);
+            let dirs = &mut known.new_barriers;
             if dirs.len() >= MAX_NEW_DIR_BARRIERS {
                 // Bounded (open directories): a site with more mailboxes in
                 // use than this starts over.
@@ -319,9 +316,39 @@ mod tests {
         store.sync_maildir_new(&a).unwrap();
         store.sync_maildir_new(&a).unwrap();
         store.sync_maildir_new(&b).unwrap();
-        assert_eq!(store.new_dirs.lock().unwrap().len(), 2);
+        assert_eq!(store.maildirs.lock().unwrap().new_barriers.len(), 2);
         let missing = store.sync_maildir_new(&t.path().join("missing"));
         assert!(missing.is_err(), "an fsync that cannot run is an error");
+    }
+
+    #[test]
+    fn a_maildir_made_again_gets_a_new_barrier() {
+        let t = TestDir::new("new-barrier-again");
+        let store = Store::open(&t.path().join("data")).unwrap();
+        let mut writer = store.maildir_writer();
+        let mut deliver = |name: &str| {
+            let prepared = writer
+                .prepare("bob@example.org", name, "<a@b>", &b"x\r\n"[..])
+                .unwrap();
+            let new = writer.publish(prepared).unwrap();
+            store.sync_maildir_new(&new).unwrap();
+            new
+        };
+        let new = deliver("one");
+        let barrier = |store: &Store| {
+            let known = store.maildirs.lock().unwrap();
+            known.new_barriers.get(&new).map(Arc::clone)
+        };
+        let first = barrier(&store).unwrap();
+        // The administrator removes the mailbox while hato runs.
+        fs::remove_dir_all(new.parent().unwrap()).unwrap();
+        deliver("two");
+        let second = barrier(&store).unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "the barrier of the removed new/ (its handle names the old directory) is not reused"
+        );
+        assert!(new.join("two").exists());
     }
 
     #[test]
