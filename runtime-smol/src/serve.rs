@@ -210,7 +210,19 @@ async fn drive(
     stop: Receiver<()>,
 ) -> io::Result<()> {
     let write_timeout = conn.config().timeouts.command;
-    let mut link = conn.link().map_err(io::Error::other)?;
+    // The first connection loads (or generates) the certificate: on the
+    // blocking pool, not on the executor every session shares.
+    let (conn, link) = if conn.link_blocks() {
+        smol::unblock(move || {
+            let link = conn.link();
+            (conn, link)
+        })
+        .await
+    } else {
+        let link = conn.link();
+        (conn, link)
+    };
+    let mut link = link.map_err(io::Error::other)?;
     let mut session = conn.new_session(Instant::now(), &link);
     let mut host = Some(conn);
     let mut buf = vec![0u8; FIRST_READ_BUFFER];

@@ -371,6 +371,13 @@ impl Connection {
         session
     }
 
+    /// Whether [`Connection::link`] may read or generate the certificate
+    /// (the first connection after start): blocking work, which an async
+    /// front end moves off its executor.
+    pub fn link_blocks(&self) -> bool {
+        !self.server.tls.is_loaded()
+    }
+
     /// Returns this connection's byte path: TLS from the first byte on the
     /// submissions listener, plaintext (with STARTTLS) elsewhere.
     ///

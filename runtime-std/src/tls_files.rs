@@ -65,6 +65,12 @@ impl ServerTls {
         })
     }
 
+    /// Whether [`ServerTls::get`] would answer without loading anything
+    /// (it has been called before).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some()
+    }
+
     /// Returns the configuration, loading (or generating) the certificate
     /// at the first call. `None` when that failed: the failure is logged
     /// once (`event=error what=tls`) and the server goes on without TLS.
@@ -269,8 +275,22 @@ mod tests {
         assert!(e.contains("c.pem"), "{e}");
         fs::write(&c, "not a certificate").unwrap();
         fs::write(&k, "not a key").unwrap();
-        let tls = ServerTls::new(Arc::new(cfg)).unwrap();
+        let tls = ServerTls::new(Arc::new(cfg.clone())).unwrap();
         assert!(tls.get().is_none(), "unusable files: no TLS, logged");
+        // The administrator fixes the files: a retry would load them now.
+        let mut good = cfg.clone();
+        good.data_dir = dir.path().join("good");
+        good.tls.certificate = None;
+        good.tls.key = None;
+        fs::create_dir_all(&good.data_dir).unwrap();
+        assert!(server_tls(&good).is_ok());
+        let made = good.data_dir.join("tls");
+        fs::copy(made.join(GENERATED_CERT), &c).unwrap();
+        fs::copy(made.join(GENERATED_KEY), &k).unwrap();
         assert!(tls.get().is_none(), "and not retried per connection");
+        assert!(
+            ServerTls::new(Arc::new(cfg)).unwrap().get().is_some(),
+            "(the fixed files do load)"
+        );
     }
 }
