@@ -212,7 +212,15 @@ impl Acceptor {
             Some(local) => local,
             None => match stream.local_addr() {
                 Ok(local) => local,
-                Err(_) => return,
+                Err(e) => {
+                    // The socket is already gone (reset before we looked).
+                    Line::new("error")
+                        .kv("what", "accept")
+                        .kv("peer", remote.ip())
+                        .kv("reason", format!("no local address: {e}"))
+                        .emit();
+                    return;
+                }
             },
         };
         let peer = Peer {

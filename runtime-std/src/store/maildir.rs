@@ -107,13 +107,6 @@ pub struct Prepared {
     published: bool,
 }
 
-impl Prepared {
-    /// Returns the file name, the same in `tmp/` and `new/`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
 impl Drop for Prepared {
     fn drop(&mut self) {
         if !self.published {

@@ -278,16 +278,7 @@ impl Store {
         opts.mode(0o600);
         // Known absent: create it. Otherwise it is usually there (a line
         // before this one, or a message from before a restart).
-        let absent = {
-            let mut known = self.known();
-            let absent = known.absent.remove(id);
-            if absent {
-                // Before the file exists: a durable writer that opens it
-                // from now on learns that its name may not be durable.
-                known.unsynced.insert(id.to_owned());
-            }
-            absent
-        };
+        let absent = self.known().absent.remove(id);
         let opened = if absent {
             Err(io::ErrorKind::NotFound.into())
         } else {
@@ -296,6 +287,8 @@ impl Store {
         let (mut file, created) = match opened {
             Ok(f) => (f, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Before the file exists: a durable writer that opens it
+                // from now on learns that its name may not be durable.
                 self.known().unsynced.insert(id.to_owned());
                 match opts.clone().create_new(true).open(&path) {
                     Ok(f) => (f, true),
