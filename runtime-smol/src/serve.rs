@@ -8,16 +8,15 @@
 //! the listener's unless it listens on a wildcard address.
 
 use std::io::{self, Write as _};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hato_core::config::Config;
-use hato_core::policy::ListenerKind;
 use hato_core::smtp::server::{Peer, Session, BODY_CHUNK};
 use hato_runtime_std::host::{Connection, Server};
-use hato_runtime_std::inherited::ListenerOptions;
 use hato_runtime_std::link::Link;
+use hato_runtime_std::listeners::{self, Accepting, Listener};
 use hato_runtime_std::log::Line;
 use hato_runtime_std::signals;
 use smol::channel::Receiver;
@@ -49,31 +48,9 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
         })?;
     }
     let ex = Arc::new(Executor::new());
-    let mut listeners = Vec::new();
-    for (kind, addrs) in [
-        (ListenerKind::Smtp, &server.cfg.listen.smtp),
-        (ListenerKind::Submission, &server.cfg.listen.submission),
-        (ListenerKind::Submissions, &server.cfg.listen.submissions),
-    ] {
-        for addr in addrs {
-            let listener = Async::<TcpListener>::bind(*addr).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {addr} ({}): {e}", kind.as_str()),
-                )
-            })?;
-            let bound = listener.get_ref().local_addr()?;
-            server.log_listening(kind.as_str(), bound);
-            listeners.push((listener, kind, bound));
-        }
-    }
-    for (listener, kind, bound) in listeners {
-        let accepting = Accepting {
-            kind,
-            local: (!bound.ip().is_unspecified()).then_some(bound),
-            // Non-blocking sockets: no socket timeouts, only TCP_NODELAY.
-            options: ListenerOptions::set(listener.get_ref(), None, None),
-        };
+    // Non-blocking sockets: no socket timeouts, only TCP_NODELAY.
+    for Listener { socket, accepting } in listeners::bind_all(&server, None)? {
+        let listener = Async::new(socket)?;
         let task = accept_loop(
             Arc::clone(&server),
             Arc::clone(&ex),
@@ -98,15 +75,6 @@ pub(crate) fn run(cfg: Config) -> io::Result<()> {
     Ok(())
 }
 
-/// What a listener's accept loop knows about the sockets it accepts.
-struct Accepting {
-    kind: ListenerKind,
-    /// Their local address, unless the listener is on a wildcard address.
-    local: Option<SocketAddr>,
-    /// The socket options they inherit.
-    options: ListenerOptions,
-}
-
 async fn accept_loop(
     server: Arc<Server>,
     ex: Arc<Executor<'static>>,
@@ -126,19 +94,24 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
+                let peer = match accepting.peer(stream.get_ref(), remote) {
+                    Ok(peer) => peer,
+                    Err(e) => {
+                        // The socket is already gone (reset before we looked).
+                        Line::new("error")
+                            .kv("what", "accept")
+                            .kv("peer", remote.ip())
+                            .kv("reason", "no local address")
+                            .kv("error", e)
+                            .emit();
+                        continue;
+                    }
+                };
+                let nodelay = accepting.options.of(stream.get_ref()).nodelay;
                 let server = Arc::clone(&server);
                 let stop = stop.clone();
-                let kind = accepting.kind;
-                let local = accepting.local;
-                let nodelay = accepting.options.of(stream.get_ref()).nodelay;
                 ex.spawn(async move {
-                    let accepted = Accepted {
-                        remote,
-                        local,
-                        kind,
-                        nodelay,
-                    };
-                    if let Err(e) = connection(server, stream, accepted, stop).await {
+                    if let Err(e) = connection(server, stream, peer, nodelay, stop).await {
                         Line::new("error")
                             .kv("what", "connection")
                             .kv("error", e)
@@ -158,31 +131,15 @@ async fn accept_loop(
     }
 }
 
-/// An accepted socket's addresses and options.
-struct Accepted {
-    remote: SocketAddr,
-    /// The local address, when the listener's is it.
-    local: Option<SocketAddr>,
-    kind: ListenerKind,
-    /// `TCP_NODELAY` came from the listener.
-    nodelay: bool,
-}
-
+/// Admits an accepted socket (`nodelay`: `TCP_NODELAY` came from the
+/// listener) and runs its session, or sends the refusal and closes it.
 async fn connection(
     server: Arc<Server>,
     mut stream: Async<TcpStream>,
-    accepted: Accepted,
+    peer: Peer,
+    nodelay: bool,
     stop: Receiver<()>,
 ) -> io::Result<()> {
-    let local = match accepted.local {
-        Some(local) => local,
-        None => stream.get_ref().local_addr()?,
-    };
-    let peer = Peer {
-        remote: accepted.remote,
-        local,
-        listener: accepted.kind,
-    };
     let conn = match server.admit(peer) {
         Ok(conn) => conn,
         Err(reply) => {
@@ -191,7 +148,7 @@ async fn connection(
             return Ok(());
         }
     };
-    if !accepted.nodelay {
+    if !nodelay {
         stream.get_ref().set_nodelay(true)?;
     }
     drive(conn, stream, stop).await

@@ -15,6 +15,7 @@ pub mod dns_checks;
 pub mod host;
 pub mod inherited;
 pub mod link;
+pub mod listeners;
 pub mod lmtp;
 #[cfg(test)]
 pub(crate) mod lmtp_fake;

@@ -21,12 +21,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hato_core::config::Config;
-use hato_core::policy::ListenerKind;
-use hato_core::smtp::server::{Peer, Session, BODY_CHUNK};
+use hato_core::smtp::server::{Session, BODY_CHUNK};
 
 use crate::host::{Connection, Server};
-use crate::inherited::{Inherited, ListenerOptions};
+use crate::inherited::Inherited;
 use crate::link::Link;
+use crate::listeners::{self, Accepting, Listener};
 use crate::log::Line;
 use crate::signals;
 use crate::workers::{Settings, Workers};
@@ -135,40 +135,22 @@ pub fn run(cfg: Config) -> io::Result<()> {
             drop(listed);
         }))
     };
+    // The session's first read waits for a command.
+    let timeout = server.cfg.timeouts.command;
     let mut acceptors = Vec::new();
-    for (kind, addrs) in [
-        (ListenerKind::Smtp, &server.cfg.listen.smtp),
-        (ListenerKind::Submission, &server.cfg.listen.submission),
-        (ListenerKind::Submissions, &server.cfg.listen.submissions),
-    ] {
-        for addr in addrs {
-            let listener = TcpListener::bind(addr).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {addr} ({}): {e}", kind.as_str()),
-                )
-            })?;
-            let bound = listener.local_addr()?;
-            server.log_listening(kind.as_str(), bound);
-            // The session's first read waits for a command.
-            let timeout = server.cfg.timeouts.command;
-            let options = ListenerOptions::set(&listener, Some(timeout), Some(timeout));
-            let mut acceptor = Acceptor {
-                server: Arc::clone(&server),
-                live: Arc::clone(&live),
-                workers: Arc::clone(&workers),
-                kind,
-                // A socket accepted on a wildcard address has its own local
-                // address; on any other, the listener's.
-                local: (!bound.ip().is_unspecified()).then_some(bound),
-                options,
-            };
-            acceptors.push(
-                thread::Builder::new()
-                    .name(format!("accept-{}", kind.as_str()))
-                    .spawn(move || acceptor.run(&listener))?,
-            );
-        }
+    for Listener { socket, accepting } in listeners::bind_all(&server, Some(timeout))? {
+        let name = format!("accept-{}", accepting.kind.as_str());
+        let mut acceptor = Acceptor {
+            server: Arc::clone(&server),
+            live: Arc::clone(&live),
+            workers: Arc::clone(&workers),
+            accepting,
+        };
+        acceptors.push(
+            thread::Builder::new()
+                .name(name)
+                .spawn(move || acceptor.run(&socket))?,
+        );
     }
     for a in acceptors {
         let _ = a.join();
@@ -181,11 +163,7 @@ struct Acceptor {
     server: Arc<Server>,
     live: Arc<Live>,
     workers: Arc<Workers<Job>>,
-    kind: ListenerKind,
-    /// The local address of every accepted socket, when it is known.
-    local: Option<SocketAddr>,
-    /// The socket options accepted sockets inherit.
-    options: ListenerOptions,
+    accepting: Accepting,
 }
 
 impl Acceptor {
@@ -208,25 +186,18 @@ impl Acceptor {
     /// Admits a connection and hands it to a session worker, or sends the
     /// refusal and closes it.
     fn admit(&mut self, mut stream: TcpStream, remote: SocketAddr) {
-        let local = match self.local {
-            Some(local) => local,
-            None => match stream.local_addr() {
-                Ok(local) => local,
-                Err(e) => {
-                    // The socket is already gone (reset before we looked).
-                    Line::new("error")
-                        .kv("what", "accept")
-                        .kv("peer", remote.ip())
-                        .kv("reason", format!("no local address: {e}"))
-                        .emit();
-                    return;
-                }
-            },
-        };
-        let peer = Peer {
-            remote,
-            local,
-            listener: self.kind,
+        let peer = match self.accepting.peer(&stream, remote) {
+            Ok(peer) => peer,
+            Err(e) => {
+                // The socket is already gone (reset before we looked).
+                Line::new("error")
+                    .kv("what", "accept")
+                    .kv("peer", remote.ip())
+                    .kv("reason", "no local address")
+                    .kv("error", e)
+                    .emit();
+                return;
+            }
         };
         let conn = match self.server.admit(peer) {
             Ok(conn) => conn,
@@ -236,7 +207,7 @@ impl Acceptor {
                 return;
             }
         };
-        let has = self.options.of(&stream);
+        let has = self.accepting.options.of(&stream);
         let stream = Arc::new(stream);
         // Registered before a worker takes it, so a stop that begins
         // meanwhile ends its first read too.
