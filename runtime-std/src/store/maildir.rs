@@ -31,7 +31,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -152,7 +152,7 @@ impl Writer {
         address: &str,
         name: &str,
         from: &str,
-        mut message: impl Read,
+        mut message: impl BufRead,
     ) -> io::Result<Prepared> {
         check_name(name)?;
         let dir = mailbox_dir(&self.root, address)?;
@@ -262,7 +262,7 @@ pub fn deliver(
     address: &str,
     name: &str,
     from: &str,
-    message: impl Read,
+    message: impl BufRead,
 ) -> io::Result<PathBuf> {
     let mut writer = Writer::new(mailbox_root, None);
     let prepared = writer.prepare(address, name, from, message)?;
@@ -412,29 +412,37 @@ fn create_maildir(dir: &Path, owner: Option<Owner>) -> io::Result<()> {
 }
 
 /// Copies `input` to `out`, turning each CRLF into LF. A CR that is not
-/// followed by LF is kept (the server never lets one through).
-fn copy_crlf_to_lf(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut converted = Vec::with_capacity(64 * 1024);
+/// followed by LF is kept (the server never lets one through). Reads
+/// through `input`'s own buffer (a held message is its own buffer), so the
+/// bytes are copied once, into `out`.
+fn copy_crlf_to_lf(input: &mut impl BufRead, out: &mut impl Write) -> io::Result<()> {
+    // A CR at the end of the last chunk, its LF not seen yet.
     let mut pending_cr = false;
     loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
+        let chunk = match input.fill_buf() {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        converted.clear();
-        for &b in buf.iter().take(n) {
-            if pending_cr && b != b'\n' {
-                converted.push(b'\r');
-            }
-            pending_cr = b == b'\r';
-            if !pending_cr {
-                converted.push(b);
-            }
+        let len = chunk.len();
+        if pending_cr && chunk[0] != b'\n' {
+            out.write_all(b"\r")?;
         }
-        out.write_all(&converted)?;
+        pending_cr = false;
+        let mut rest = chunk;
+        while let Some(cr) = rest.iter().position(|&b| b == b'\r') {
+            out.write_all(&rest[..cr])?;
+            match rest.get(cr + 1) {
+                // Dropped; the LF starts the next run.
+                Some(b'\n') => {}
+                Some(_) => out.write_all(b"\r")?,
+                None => pending_cr = true,
+            }
+            rest = &rest[cr + 1..];
+        }
+        out.write_all(rest)?;
+        input.consume(len);
     }
     if pending_cr {
         out.write_all(b"\r")?;
@@ -551,7 +559,7 @@ mod tests {
     fn crlf_split_across_reads_still_becomes_lf() {
         // A reader that hands out one byte at a time.
         struct Trickle<'a>(&'a [u8]);
-        impl Read for Trickle<'_> {
+        impl io::Read for Trickle<'_> {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
                 let Some((&b, rest)) = self.0.split_first() else {
                     return Ok(0);
@@ -561,9 +569,18 @@ mod tests {
                 Ok(1)
             }
         }
+        let input = b"a\r\nb\rc\r\n\r\nend\r";
         let mut out = Vec::new();
-        copy_crlf_to_lf(&mut Trickle(b"a\r\nb\rc\r\n\r\nend\r"), &mut out).unwrap();
+        let mut trickle = io::BufReader::with_capacity(1, Trickle(input));
+        copy_crlf_to_lf(&mut trickle, &mut out).unwrap();
         assert_eq!(out, b"a\nb\rc\n\nend\r");
+        // The same in one chunk, and a CR before a CRLF.
+        let mut out = Vec::new();
+        copy_crlf_to_lf(&mut &input[..], &mut out).unwrap();
+        assert_eq!(out, b"a\nb\rc\n\nend\r");
+        let mut out = Vec::new();
+        copy_crlf_to_lf(&mut &b"x\r\r\ny"[..], &mut out).unwrap();
+        assert_eq!(out, b"x\r\ny");
     }
 
     #[test]
