@@ -67,7 +67,7 @@ impl Shared {
                 Err(e) => {
                     log::Line::new("error")
                         .kv("what", "tls-client")
-                        .kv("reason", e.to_string())
+                        .kv("error", e)
                         .kv("effect", "remote delivery sends without STARTTLS")
                         .emit();
                     None
