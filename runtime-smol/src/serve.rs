@@ -94,18 +94,8 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
-                let peer = match accepting.peer(stream.get_ref(), remote) {
-                    Ok(peer) => peer,
-                    Err(e) => {
-                        // The socket is already gone (reset before we looked).
-                        Line::new("error")
-                            .kv("what", "accept")
-                            .kv("peer", remote.ip())
-                            .kv("reason", "no local address")
-                            .kv("error", e)
-                            .emit();
-                        continue;
-                    }
+                let Some(peer) = accepting.peer(stream.get_ref(), remote) else {
+                    continue;
                 };
                 let nodelay = accepting.options.of(stream.get_ref()).nodelay;
                 let server = Arc::clone(&server);

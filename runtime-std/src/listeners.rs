@@ -12,6 +12,7 @@ use hato_core::smtp::server::Peer;
 
 use crate::host::Server;
 use crate::inherited::ListenerOptions;
+use crate::log::Line;
 
 /// A bound listening socket and what its accepted sockets share.
 #[derive(Debug)]
@@ -36,16 +37,26 @@ pub struct Accepting {
 impl Accepting {
     /// The peer of `stream`, accepted from `remote`: the local address is
     /// the listener's, or asked from the socket when the listener is on a
-    /// wildcard address.
-    ///
-    /// # Errors
-    /// The socket has no local address any more (reset meanwhile).
-    pub fn peer(&self, stream: &TcpStream, remote: SocketAddr) -> io::Result<Peer> {
+    /// wildcard address. `None` (logged, `event=error what=accept`) when
+    /// the socket has no local address any more: reset before we looked;
+    /// the caller drops it.
+    pub fn peer(&self, stream: &TcpStream, remote: SocketAddr) -> Option<Peer> {
         let local = match self.local {
             Some(local) => local,
-            None => stream.local_addr()?,
+            None => match stream.local_addr() {
+                Ok(local) => local,
+                Err(e) => {
+                    Line::new("error")
+                        .kv("what", "accept")
+                        .kv("peer", remote.ip())
+                        .kv("reason", "no local address")
+                        .kv("error", e)
+                        .emit();
+                    return None;
+                }
+            },
         };
-        Ok(Peer {
+        Some(Peer {
             remote,
             local,
             listener: self.kind,

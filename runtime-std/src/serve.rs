@@ -186,18 +186,8 @@ impl Acceptor {
     /// Admits a connection and hands it to a session worker, or sends the
     /// refusal and closes it.
     fn admit(&mut self, mut stream: TcpStream, remote: SocketAddr) {
-        let peer = match self.accepting.peer(&stream, remote) {
-            Ok(peer) => peer,
-            Err(e) => {
-                // The socket is already gone (reset before we looked).
-                Line::new("error")
-                    .kv("what", "accept")
-                    .kv("peer", remote.ip())
-                    .kv("reason", "no local address")
-                    .kv("error", e)
-                    .emit();
-                return;
-            }
+        let Some(peer) = self.accepting.peer(&stream, remote) else {
+            return;
         };
         let conn = match self.server.admit(peer) {
             Ok(conn) => conn,
